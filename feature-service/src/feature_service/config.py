@@ -1,0 +1,128 @@
+"""Service configuration: every knob is a FEATURE_SERVICE_* environment variable (see env.example).
+
+Unset URLs mean the embedded defaults: an in-process bus, a SQLite file, a local Parquet folder
+and the bundled sample recording as the input. Production sets the RabbitMQ / PostgreSQL URLs and
+nothing else changes.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEMO_API_KEY = "demo-key"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FEATURE_SERVICE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 4500
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEMO_API_KEY])
+
+    # Adapters (unset = embedded default)
+    rabbitmq_url: str | None = None
+    database_url: str | None = None
+    ws_gateway_url: str | None = None
+    ws_gateway_api_key: str | None = None
+
+    # Data
+    data_dir: Path = Path("data")
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT"])
+    registry_path: Path | None = None
+
+    # Features
+    intervals: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 3, 15, 60])
+    stale_after_s: float = 5.0
+    latency_warning_ms: float = 70.0
+
+    # Bus
+    prefetch: int = 500
+    queue_orderbook: str = "ws-gateway.orderbook"
+    queue_trade: str = "ws-gateway.trade"
+    queue_kline: str = "ws-gateway.kline"
+    queue_ticker: str = "ws-gateway.ticker"
+    queue_funding: str = "ws-gateway.funding"
+    queue_order: str = "ws-gateway.order"
+    consume_orders: bool = False
+    dead_letter_queue: str = "feature-service.dead-letter"
+    features_exchange: str = "features.live"
+    dataset_ready_queue: str = "features.dataset.ready"
+
+    # Embedded replay source (used when rabbitmq_url is unset)
+    replay_path: Path | None = None
+    replay_speed: float = 10.0
+    replay_loop: bool = True
+
+    # Raw storage
+    raw_flush_rows: int = 5000
+    raw_flush_age_s: float = 1.0
+    retention_days: int = 90
+    archive_retention_days: int = 365
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("api_keys", "symbols", "intervals", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [s.upper() for s in value]
+
+    @field_validator("intervals")
+    @classmethod
+    def _intervals(cls, value: list[int]) -> list[int]:
+        if not value or any(i <= 0 for i in value):
+            raise ValueError("intervals must be positive whole seconds")
+        return sorted(set(value))
+
+    @cached_property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @cached_property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @cached_property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @cached_property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "feature-service.sqlite3"
+
+    @property
+    def input_queues(self) -> dict[str, str]:
+        queues = {
+            "orderbook": self.queue_orderbook,
+            "trade": self.queue_trade,
+            "kline": self.queue_kline,
+            "ticker": self.queue_ticker,
+            "funding": self.queue_funding,
+        }
+        if self.consume_orders:
+            queues["order"] = self.queue_order
+        return queues
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

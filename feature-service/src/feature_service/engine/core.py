@@ -1,0 +1,144 @@
+"""FeatureEngine: events in, feature vectors out. The single driver both engines share.
+
+The live engine calls ``process`` for each consumed event and ``advance_to`` from its timer; the
+offline engine calls ``process`` for each replayed event. Both therefore close the same
+boundaries with the same state, which is what makes online/offline identity hold by
+construction: a vector at ``t`` depends only on the events with ``receive_ts < t``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from feature_service.engine.clock import IntervalClock
+from feature_service.engine.vector import FeatureVector
+from feature_service.features.state import SymbolState
+from feature_service.logging import get_logger
+from feature_service.market.events import US_PER_S, MarketEvent
+
+log = get_logger(__name__)
+
+VectorSink = Callable[[FeatureVector], None]
+
+
+class FeatureEngine:
+    def __init__(
+        self,
+        *,
+        intervals_s: Iterable[int] = (1, 3, 15, 60),
+        registry_version: str = "1.1.0",
+        stale_after_s: float = 5.0,
+        latency_warning_ms: float = 70.0,
+        symbols: Iterable[str] | None = None,
+        state_factory: Callable[[str], SymbolState] = SymbolState,
+    ) -> None:
+        self.clock = IntervalClock(intervals_s)
+        self.registry_version = registry_version
+        self._stale_after_us = int(stale_after_s * US_PER_S)
+        self._latency_warning_us = latency_warning_ms * 1000.0
+        self._allowed = frozenset(symbols) if symbols else None
+        self._state_factory = state_factory
+        self.states: dict[str, SymbolState] = {}
+        self._next_close: dict[str, int] = {}
+        self._last_ts: dict[str, int] = {}
+        # Observability (read by metrics / health; never by features).
+        self.null_counts: Counter[tuple[str, str]] = Counter()
+        self.events_processed = 0
+        self.events_ignored = 0
+        self.late_events = 0
+        self.vectors_emitted = 0
+        self.slow_computations = 0
+        self.last_computation_us = 0.0
+
+    # -- driving -------------------------------------------------------------------------------
+    def process(self, event: MarketEvent) -> list[FeatureVector]:
+        """Close every boundary <= the event's receive time for its symbol, then apply it."""
+        symbol = event.symbol
+        if self._allowed is not None and symbol not in self._allowed:
+            self.events_ignored += 1
+            return []
+        t = event.receive_ts
+        state = self.states.get(symbol)
+        if state is None:
+            state = self.states[symbol] = self._state_factory(symbol)
+            self._next_close[symbol] = self.clock.first_boundary_after(t)
+        out: list[FeatureVector] = []
+        if t >= self._next_close[symbol]:
+            self._close_until(symbol, state, t, out)
+        last = self._last_ts.get(symbol)
+        if last is not None and t < last:
+            # Receive times are stamped monotonically live; an older one can only come from an
+            # unsorted input file. It is applied (never dropped) but counted.
+            self.late_events += 1
+        else:
+            self._last_ts[symbol] = t
+        state.on_time(t)
+        state.apply(event)
+        self.events_processed += 1
+        return out
+
+    def advance_to(self, t: int) -> list[FeatureVector]:
+        """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
+        out: list[FeatureVector] = []
+        for symbol, state in self.states.items():
+            if t >= self._next_close[symbol]:
+                self._close_until(symbol, state, t, out)
+        return out
+
+    # -- internals -----------------------------------------------------------------------------
+    def _close_until(self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]) -> None:
+        boundary = self._next_close[symbol]
+        step = self.clock.step_us
+        while boundary <= t:
+            closing = self.clock.closing_at(boundary)
+            if closing:
+                self._emit(symbol, state, boundary, closing, out)
+            boundary += step
+        self._next_close[symbol] = boundary
+
+    def _emit(
+        self,
+        symbol: str,
+        state: SymbolState,
+        t: int,
+        closing: tuple[int, ...],
+        out: list[FeatureVector],
+    ) -> None:
+        started = time.perf_counter_ns()
+        state.on_time(t)
+        frame = state.compute(t)
+        features = frame.complete()
+        elapsed_us = (time.perf_counter_ns() - started) / 1000.0
+        self.last_computation_us = elapsed_us
+        if elapsed_us > self._latency_warning_us:
+            self.slow_computations += 1
+            log.warning(
+                "feature_computation_slow",
+                symbol=symbol,
+                elapsed_ms=round(elapsed_us / 1000.0, 3),
+                threshold_ms=self._latency_warning_us / 1000.0,
+            )
+        reasons = dict(frame.reasons)
+        for name, reason in reasons.items():
+            self.null_counts[(name, reason)] += len(closing)
+        last = self._last_ts.get(symbol)
+        age_ms = None if last is None else (t - last) / 1000.0
+        stale = last is None or (t - last) > self._stale_after_us
+        for interval_s in closing:
+            out.append(
+                FeatureVector(
+                    symbol=symbol,
+                    timestamp=t,
+                    interval_s=interval_s,
+                    features=features,
+                    registry_version=self.registry_version,
+                    null_reasons=reasons,
+                    trace_id=state.last_trace_id,
+                    computation_us=elapsed_us,
+                    data_age_ms=age_ms,
+                    stale=stale,
+                )
+            )
+        self.vectors_emitted += len(closing)

@@ -1,0 +1,39 @@
+"""FeatureVector: what the engine emits, the API serves and features.live carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from feature_service.market.timeutil import format_iso_us
+
+
+@dataclass(slots=True, frozen=True)
+class FeatureVector:
+    symbol: str
+    timestamp: int  # close time t, µs on the service receive clock
+    interval_s: int
+    features: dict[str, float | int | None]  # shared between intervals closing at t: read-only
+    registry_version: str
+    null_reasons: dict[str, str] = field(default_factory=dict)
+    trace_id: str | None = None  # trace_id of the last event the vector includes
+    computation_us: float = 0.0  # wall time spent computing (not part of the features)
+    data_age_ms: float | None = None  # t - receive time of the symbol's last event
+    stale: bool = False
+
+    def to_message(self) -> dict[str, Any]:
+        """The JSON document published on features.live and served by GET /features/latest
+        (schema: specs/005-feature-service/contracts/features-live.schema.json)."""
+        return {
+            "symbol": self.symbol,
+            "timestamp": format_iso_us(self.timestamp) + "Z",
+            "timestamp_us": self.timestamp,
+            "interval": f"{self.interval_s}s",
+            "features": self.features,
+            "feature_registry_version": self.registry_version,
+            "trace_id": self.trace_id,
+            "computation_latency_ms": round(self.computation_us / 1000.0, 4),
+            "data_age_ms": self.data_age_ms,
+            "stale": self.stale,
+            "null_reasons": self.null_reasons,
+        }

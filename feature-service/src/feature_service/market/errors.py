@@ -1,0 +1,28 @@
+"""Typed rejection of malformed input: every bad message gets a reason, never a guess."""
+
+from __future__ import annotations
+
+import enum
+
+
+class RejectReason(enum.StrEnum):
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    BAD_NUMBER = "bad_number"
+    NEGATIVE_VALUE = "negative_value"
+    BAD_TIMESTAMP = "bad_timestamp"
+    UNKNOWN_TOPIC = "unknown_topic"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    MISSING_SYMBOL = "missing_symbol"
+    BAD_SIDE = "bad_side"
+    EMPTY_DATA = "empty_data"
+
+
+class MessageRejected(ValueError):
+    """Raised by the parsers; ``reason`` is a stable code for counters and dead-letter headers."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
