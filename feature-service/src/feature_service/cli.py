@@ -46,13 +46,10 @@ def compute(
         symbols=[s.upper() for s in symbol] if symbol else None,
     )
     started = time.perf_counter()
-    summary = compute_to_parquet(
-        iter_recording(input), output, engine, intervals_s=[interval_s]
-    )
+    summary = compute_to_parquet(iter_recording(input), output, engine, intervals_s=[interval_s])
     elapsed = time.perf_counter() - started
     typer.echo(
-        f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s "
-        f"-> {output}"
+        f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
 
 
@@ -66,6 +63,67 @@ def generate_sample(
 
     summary = generate(output, seed=seed)
     typer.echo(f"wrote {output}: {summary}")
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP service (RabbitMQ when FEATURE_SERVICE_RABBITMQ_URL is set, else embedded)."""
+    _serve(demo=False)
+
+
+@app.command()
+def demo() -> None:
+    """Run the service on embedded defaults: in-process bus fed by the bundled sample."""
+    _serve(demo=True)
+
+
+def _serve(*, demo: bool) -> None:
+    import uvicorn
+
+    from feature_service.app import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if demo and settings.rabbitmq_url:
+        typer.echo("demo runs on embedded defaults: unset FEATURE_SERVICE_RABBITMQ_URL", err=True)
+        raise typer.Exit(2)
+    key = settings.api_keys[0]
+    base = f"http://{settings.host}:{settings.port}"
+    symbol = settings.symbols[0]
+    typer.echo(
+        "\nFeature Service "
+        + (
+            "(embedded: in-process bus, replaying the bundled sample)"
+            if not settings.rabbitmq_url
+            else "(RabbitMQ)"
+        )
+        + f"\n  API key: {key}\n  Try:\n"
+        + f"    curl -s -H 'X-API-Key: {key}' '{base}/features/latest?symbol={symbol}'\n"
+        + f"    curl -s -H 'X-API-Key: {key}' "
+        + f"'{base}/features/latest?symbol={symbol}&interval=1m'\n"
+        + f"    curl -s '{base}/health'\n"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path(
+        "specs/005-feature-service/contracts/openapi.json"
+    ),
+) -> None:
+    """Export the OpenAPI document (a test checks the committed export is current)."""
+    from feature_service.api.openapi import export_openapi
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(export_openapi())
+    typer.echo(f"wrote {output}")
 
 
 def main() -> None:  # pragma: no cover - console entry

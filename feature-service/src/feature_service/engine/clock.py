@@ -15,7 +15,7 @@ from feature_service.market.events import US_PER_S
 
 
 class IntervalClock:
-    __slots__ = ("intervals_s", "step_us", "_intervals_us")
+    __slots__ = ("_intervals_us", "intervals_s", "step_us")
 
     def __init__(self, intervals_s: Iterable[int]) -> None:
         intervals = tuple(sorted(set(int(i) for i in intervals_s)))
@@ -26,12 +26,13 @@ class IntervalClock:
         self.step_us = math.gcd(*intervals) * US_PER_S
 
     def first_boundary_after(self, t_us: int) -> int:
-        """The first boundary strictly after t: an event at exactly a boundary opens the next one."""
+        """The first boundary strictly after t (an event exactly at a boundary opens the next)."""
         return (t_us // self.step_us + 1) * self.step_us
 
     def closing_at(self, boundary_us: int) -> tuple[int, ...]:
         """Intervals (seconds) that close at this boundary."""
         return tuple(
-            s for s, us in zip(self.intervals_s, self._intervals_us, strict=True)
+            s
+            for s, us in zip(self.intervals_s, self._intervals_us, strict=True)
             if boundary_us % us == 0
         )

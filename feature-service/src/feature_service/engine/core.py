@@ -88,7 +88,9 @@ class FeatureEngine:
         return out
 
     # -- internals -----------------------------------------------------------------------------
-    def _close_until(self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]) -> None:
+    def _close_until(
+        self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]
+    ) -> None:
         boundary = self._next_close[symbol]
         step = self.clock.step_us
         while boundary <= t:

@@ -8,6 +8,15 @@ from typing import Any
 from feature_service.market.timeutil import format_iso_us
 
 
+def interval_label(seconds: int) -> str:
+    """1 -> "1s", 60 -> "1m", 3600 -> "1h": the names the API and queue consumers use."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
 @dataclass(slots=True, frozen=True)
 class FeatureVector:
     symbol: str
@@ -28,7 +37,7 @@ class FeatureVector:
             "symbol": self.symbol,
             "timestamp": format_iso_us(self.timestamp) + "Z",
             "timestamp_us": self.timestamp,
-            "interval": f"{self.interval_s}s",
+            "interval": interval_label(self.interval_s),
             "features": self.features,
             "feature_registry_version": self.registry_version,
             "trace_id": self.trace_id,

@@ -37,7 +37,7 @@ class FeatureFrame:
         self.reasons[name] = reason
 
     def complete(self) -> dict[str, float | int | None]:
-        """All catalog names in catalog order; a name nobody set is null with reason 'not_computed'."""
+        """Every catalog name in catalog order; one nobody set is null ("not_computed")."""
         out: dict[str, float | int | None] = {}
         for name in FEATURE_NAMES:
             if name not in self.values:

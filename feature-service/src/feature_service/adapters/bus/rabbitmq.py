@@ -1,0 +1,625 @@
+"""RabbitMQ bus (aio-pika ``connect_robust``).
+
+Channels:
+- one robust channel per consumer, with its own prefetch: cancelling a consumer closes its
+  channel, which makes the broker requeue exactly that consumer's unacked messages, and a
+  channel error on one queue cannot stall the others;
+- one robust publisher channel with publisher confirms (every publish waits for the broker);
+- short-lived plain (aiormq) channels for declarations: a failed passive declare makes the
+  broker close the channel (404), and a robust channel would then try to resurrect itself.
+
+aio-pika runs each delivery in its own task, so ordering is restored here: the consumer
+callback only appends to a per-consumer buffer and one worker task awaits the handler for
+one message at a time. After a reconnect the robust channel re-declares the queue and
+re-subscribes; deliveries still buffered from the dead channel are discarded (the broker has
+requeued them and delivers them again, flagged redelivered).
+
+Publishing is at-least-once: a publish that lost its channel before the confirm is retried
+once the channel is back (within ``publish_timeout``), which can duplicate a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractRobustConnection as RobustConnection
+from aio_pika.exceptions import (
+    CONNECTION_EXCEPTIONS,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
+from yarl import URL
+
+from feature_service.adapters.bus import topology
+from feature_service.adapters.bus.base import (
+    BusHealth,
+    BusNotConnected,
+    BusStats,
+    Delivery,
+    DeliveryAlreadySettled,
+    ExchangeNotFound,
+    Handler,
+    PublishFailed,
+    QueueNotFound,
+    QueueSpec,
+    TopologyMismatch,
+    dead_letter_headers,
+    run_handler,
+)
+
+_log = structlog.get_logger("feature_service.bus.rabbitmq")
+
+_PERSISTENT = 2
+_TRANSIENT = 1
+_SETTLE_ERRORS = (ChannelInvalidStateError, *CONNECTION_EXCEPTIONS)
+# Channel-level loss (not a broker refusal): worth waiting for the robust channel and retrying.
+_RETRYABLE_PUBLISH_ERRORS = (
+    ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    aiormq.exceptions.ConnectionClosed,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _message_channel_closed(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:
+        return True
+
+
+def _amqp_safe(value: Any) -> Any:
+    """pamqp cannot encode ``bytes`` or tuples; original headers may carry either."""
+    if isinstance(value, dict):
+        return {str(key): _amqp_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_amqp_safe(item) for item in value]
+    if isinstance(value, bytes):
+        return bytearray(value)
+    return value
+
+
+class RabbitDelivery(Delivery):
+    __slots__ = ("_message", "_stats")
+
+    def __init__(self, message: AbstractIncomingMessage, queue: str, stats: BusStats) -> None:
+        self.body = message.body
+        self.headers = message.headers
+        self.queue = queue
+        self.redelivered = bool(message.redelivered)
+        self.message_id = message.message_id
+        self.delivery_tag = message.delivery_tag or 0
+        self.persistent = message.delivery_mode == _PERSISTENT
+        self.content_type = message.content_type
+        self._settled = False
+        self._message = message
+        self._stats = stats
+
+    @property
+    def raw(self) -> AbstractIncomingMessage:
+        return self._message
+
+    def is_stale(self) -> bool:
+        return _message_channel_closed(self._message)
+
+    async def _settle(self, *, ack: bool, requeue: bool) -> None:
+        stats = self._stats
+        try:
+            if ack:
+                await self._message.ack()
+            else:
+                await self._message.nack(requeue=requeue)
+        except _SETTLE_ERRORS as exc:
+            # The channel that delivered it is gone; the broker has requeued it already.
+            stats.stale_settlements += 1
+            _log.info("bus.stale_settlement", queue=self.queue, tag=self.delivery_tag, error=exc)
+            return
+        if ack:
+            stats.acked += 1
+        else:
+            stats.nacked += 1
+            if requeue:
+                stats.requeued += 1
+
+
+class _RabbitConsumer:
+    def __init__(
+        self,
+        bus: RabbitMQBus,
+        name: str,
+        handler: Handler,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+    ) -> None:
+        self._bus = bus
+        self._name = name
+        self._handler = handler
+        self._channel = channel
+        self._queue = queue
+        self._buffer: deque[AbstractIncomingMessage] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._tag: str | None = None
+        self._in_handler = False
+        self._stopping = False
+        self._finished = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue(self) -> str:
+        return self._name
+
+    @property
+    def active(self) -> bool:
+        return not self._stopping and self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"bus-consumer:{self._name}"
+        )
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._buffer.append(message)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _run(self) -> None:
+        buffer = self._buffer
+        bus = self._bus
+        stats = bus.stats
+        handler = self._handler
+        name = self._name
+        try:
+            while not self._stopping:
+                if not buffer:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                    continue
+                message = buffer.popleft()
+                if _message_channel_closed(message):
+                    continue  # requeued by the broker with the channel; it comes back
+                delivery = RabbitDelivery(message, name, stats)
+                stats.delivered += 1
+                self._in_handler = True
+                try:
+                    await run_handler(bus, handler, delivery)
+                finally:
+                    self._in_handler = False
+        finally:
+            self._stopping = True
+            buffer.clear()  # unacked: closing the channel hands them back to the queue
+            if asyncio.current_task() is self._task and not self._finished:
+                bus._spawn(self._finish())
+
+    async def cancel(self, grace: float = 5.0) -> None:
+        already = self._stopping
+        self._stopping = True
+        if not already and self._tag is not None:
+            with suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                await asyncio.wait_for(self._queue.cancel(self._tag), grace)
+        task = self._task
+        if task is not None:
+            if task is asyncio.current_task():
+                return  # cancelled from its own handler: _run finishes after the handler
+            if self._in_handler and not task.done():
+                await asyncio.wait({task}, timeout=grace)
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        with suppress(*CONNECTION_EXCEPTIONS):
+            await self._channel.close()
+        self._bus._consumers.discard(self)
+
+
+class RabbitMQBus:
+    """``MessageBus`` on RabbitMQ. ``url`` like ``amqp://guest:guest@127.0.0.1:5672/``."""
+
+    backend = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 500,
+        dead_letter_queue: str = topology.DEAD_LETTER_QUEUE,
+        reconnect_interval: float = 1.0,
+        connect_timeout: float = 10.0,
+        publish_timeout: float = 5.0,
+        declare_timeout: float = 10.0,
+        connection_name: str = "feature-service",
+    ) -> None:
+        self.stats = BusStats()
+        self._url = url
+        self._prefetch = prefetch
+        self._dead_letter_queue = dead_letter_queue
+        self._reconnect_interval = reconnect_interval
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._declare_timeout = declare_timeout
+        self._connection_name = connection_name
+        self._connection: RobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._consumers: set[_RabbitConsumer] = set()
+        self._known_exchanges: set[str] = set()
+        # Declarations to repeat after a reconnect (a replaced broker node starts empty).
+        self._replay: dict[tuple[str, ...], Callable[[], Awaitable[Any]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._reconnects = 0
+        self._last_error: str | None = None
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        connection = self._connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and not self._closing
+        )
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self._dead_letter_queue
+
+    @property
+    def connection(self) -> RobustConnection | None:
+        return self._connection
+
+    def health(self) -> BusHealth:
+        return BusHealth(
+            backend=self.backend,
+            connected=self.is_connected,
+            reconnects=self._reconnects,
+            last_error=self._last_error,
+            consumers=len(self._consumers),
+            stats=self.stats.snapshot(),
+        )
+
+    async def connect(self) -> None:
+        if self._connection is not None:
+            return
+        self._closing = False
+        try:
+            connection = await aio_pika.connect_robust(
+                self._url,
+                reconnect_interval=self._reconnect_interval,
+                timeout=self._connect_timeout,
+                client_properties={"connection_name": self._connection_name},
+            )
+        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise BusNotConnected(f"cannot connect to {self._safe_url()}: {exc}") from exc
+        connection.close_callbacks.add(self._on_connection_closed)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._connection = connection
+        self._publisher = await connection.channel(publisher_confirms=True)
+        await self.declare_queue(
+            self._dead_letter_queue, arguments=topology.DEAD_LETTER_QUEUE_ARGUMENTS
+        )
+        _log.info("bus.connected", url=self._safe_url(), dead_letter_queue=self._dead_letter_queue)
+
+    async def close(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        self._closing = True
+        await asyncio.gather(*(consumer.cancel() for consumer in list(self._consumers)))
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._publisher is not None:
+            with suppress(*CONNECTION_EXCEPTIONS):
+                await self._publisher.close()
+        with suppress(*CONNECTION_EXCEPTIONS):
+            await connection.close()
+        self._connection = None
+        self._publisher = None
+        self._known_exchanges.clear()
+
+    def _on_connection_closed(self, _sender: Any, exc: BaseException | None = None) -> None:
+        if self._closing:
+            return
+        self._last_error = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
+        _log.warning("bus.connection_lost", error=self._last_error)
+
+    def _on_reconnected(self, _sender: Any) -> None:
+        self._reconnects += 1
+        _log.info("bus.reconnected", reconnects=self._reconnects)
+        self._spawn(self._replay_topology())
+
+    async def _replay_topology(self) -> None:
+        for key, declare in list(self._replay.items()):
+            try:
+                await declare()
+            except Exception as exc:
+                _log.error("bus.redeclare_failed", what=key, exc_info=exc)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _safe_url(self) -> str:
+        url = URL(self._url)
+        return str(url.with_password("***")) if url.password else str(url)
+
+    def _require_connection(self) -> RobustConnection:
+        if self._connection is None or self._closing:
+            raise BusNotConnected("rabbitmq bus is not connected")
+        return self._connection
+
+    # -- declarations ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _scratch(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        connection = self._require_connection()
+        try:
+            await asyncio.wait_for(connection.ready(), self._declare_timeout)
+        except TimeoutError as exc:
+            raise BusNotConnected("rabbitmq connection is not ready") from exc
+        transport = connection.transport
+        if transport is None:
+            raise BusNotConnected("rabbitmq connection is not ready")
+        channel = await transport.connection.channel(
+            publisher_confirms=False, timeout=self._declare_timeout
+        )
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                with suppress(*CONNECTION_EXCEPTIONS):
+                    await channel.close()
+
+    async def _declare_queue_strict(
+        self, name: str, durable: bool, arguments: dict[str, Any]
+    ) -> None:
+        try:
+            async with self._scratch() as channel:
+                await channel.queue_declare(
+                    name, durable=durable, arguments=arguments, timeout=self._declare_timeout
+                )
+        except ChannelPreconditionFailed as exc:
+            raise TopologyMismatch(f"queue {name!r}: {exc}") from exc
+
+    async def _queue_exists(self, name: str) -> bool:
+        try:
+            async with self._scratch() as channel:
+                await channel.queue_declare(name, passive=True, timeout=self._declare_timeout)
+        except ChannelNotFoundEntity:
+            return False
+        return True
+
+    async def _ensure_queue(self, spec: QueueSpec) -> bool:
+        """Make the queue exist; True when it can be re-declared with ``spec``'s exact
+        properties (then reconnects recreate it if the broker lost it)."""
+        arguments = spec.argument_dict()
+        if not spec.passive:
+            await self._declare_queue_strict(spec.name, spec.durable, arguments)
+            return True
+        if not await self._queue_exists(spec.name):
+            if not spec.create_missing:
+                raise QueueNotFound(spec.name)
+            try:
+                await self._declare_queue_strict(spec.name, spec.durable, arguments)
+            except TopologyMismatch:
+                return False  # someone created it meanwhile with other arguments
+            _log.info("bus.queue_created", queue=spec.name, arguments=arguments)
+            return True
+        try:
+            await self._declare_queue_strict(spec.name, spec.durable, arguments)
+        except TopologyMismatch:
+            _log.warning(
+                "bus.queue_arguments_differ", queue=spec.name, expected=arguments, using="passive"
+            )
+            return False
+        return True
+
+    async def declare_queue(
+        self, name: str, durable: bool = True, arguments: Mapping[str, Any] | None = None
+    ) -> None:
+        spec = QueueSpec(name, passive=True, durable=durable, arguments=arguments)
+        await self._ensure_queue(spec)
+        self._replay.setdefault(("queue", name), lambda: self._ensure_queue(spec))
+
+    async def bind_queue(self, queue: str, exchange: str, routing_key: str = "") -> None:
+        await self._bind(queue, exchange, routing_key)
+        self._replay[("bind", queue, exchange, routing_key)] = lambda: self._bind(
+            queue, exchange, routing_key
+        )
+
+    async def _bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        try:
+            async with self._scratch() as channel:
+                await channel.queue_bind(
+                    queue, exchange, routing_key=routing_key, timeout=self._declare_timeout
+                )
+        except ChannelNotFoundEntity as exc:
+            if "exchange" in str(exc):
+                raise ExchangeNotFound(exchange) from exc
+            raise QueueNotFound(queue) from exc
+
+    async def _declare_exchange(self, name: str, kind: str) -> None:
+        try:
+            async with self._scratch() as channel:
+                await channel.exchange_declare(
+                    name, exchange_type=kind, durable=True, timeout=self._declare_timeout
+                )
+        except ChannelPreconditionFailed as exc:
+            raise TopologyMismatch(f"exchange {name!r}: {exc}") from exc
+        self._known_exchanges.add(name)
+
+    async def ensure_features_topology(self, name: str = topology.FEATURES_LIVE) -> None:
+        async def declare() -> None:
+            await self._declare_exchange(name, "fanout")
+            await self._ensure_queue(
+                QueueSpec(name, arguments=topology.FEATURES_LIVE_QUEUE_ARGUMENTS)
+            )
+            await self._bind(name, name, "")
+
+        await declare()
+        self._replay[("features", name)] = declare
+
+    async def _check_exchange(self, name: str) -> None:
+        try:
+            async with self._scratch() as channel:
+                await channel.exchange_declare(name, passive=True, timeout=self._declare_timeout)
+        except ChannelNotFoundEntity as exc:
+            raise ExchangeNotFound(name) from exc
+        self._known_exchanges.add(name)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def consume(self, queue: QueueSpec, handler: Handler) -> _RabbitConsumer:
+        connection = self._require_connection()
+        exact = await self._ensure_queue(queue)
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await channel.set_qos(prefetch_count=max(self._prefetch, 0))
+            if exact:
+                amqp_queue = await channel.declare_queue(
+                    queue.name, durable=queue.durable, arguments=queue.argument_dict() or None
+                )
+            else:
+                amqp_queue = await channel.declare_queue(queue.name, passive=True)
+            consumer = _RabbitConsumer(self, queue.name, handler, channel, amqp_queue)
+            await consumer.start()
+        except BaseException:
+            with suppress(*CONNECTION_EXCEPTIONS):
+                await channel.close()
+            raise
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        target: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        persistent: bool = True,
+        routing_key: str = "",
+        message_id: str | None = None,
+    ) -> None:
+        await self._publish(
+            target,
+            routing_key,
+            body,
+            dict(headers) if headers else None,
+            persistent,
+            message_id,
+            topology.CONTENT_TYPE_JSON,
+        )
+        self.stats.published += 1
+
+    async def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
+        if delivery.settled:
+            raise DeliveryAlreadySettled(f"delivery {delivery.delivery_tag} on {delivery.queue}")
+        if delivery.is_stale():
+            # Its channel died: the broker redelivers it; dead-lettering now would duplicate.
+            self.stats.stale_settlements += 1
+            _log.info("bus.stale_dead_letter", queue=delivery.queue, reason=reason)
+            return
+        await self._publish(
+            "",
+            self._dead_letter_queue,
+            delivery.body,
+            _amqp_safe(dead_letter_headers(delivery, reason, detail)),
+            True,
+            None,
+            delivery.content_type,
+        )
+        self.stats.dead_lettered += 1
+        await delivery.ack()
+
+    async def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any] | None,
+        persistent: bool,
+        message_id: str | None,
+        content_type: str | None,
+    ) -> None:
+        self._require_connection()
+        if exchange and exchange not in self._known_exchanges:
+            # Publishing to a missing exchange would make the broker close the publisher
+            # channel (404); checking once on a scratch channel keeps that failure local.
+            await self._check_exchange(exchange)
+        properties = aiormq.spec.Basic.Properties(
+            content_type=content_type,
+            delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
+            headers=headers,
+            message_id=message_id,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publish_timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise PublishFailed(f"publish to {exchange!r}/{routing_key!r} timed out")
+            try:
+                publisher = self._publisher
+                if publisher is None:
+                    raise BusNotConnected("rabbitmq bus is not connected")
+                channel = await asyncio.wait_for(publisher.get_underlay_channel(), remaining)
+                confirmation = await channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=False,
+                    timeout=remaining,
+                )
+            except ChannelNotFoundEntity as exc:
+                self._known_exchanges.discard(exchange)
+                raise ExchangeNotFound(exchange) from exc
+            except _RETRYABLE_PUBLISH_ERRORS as exc:
+                if self._closing:
+                    raise BusNotConnected("rabbitmq bus is closing") from exc
+                _log.info("bus.publish_retry", exchange=exchange, error=repr(exc))
+                await self._wait_publisher(deadline)
+                continue
+            if isinstance(confirmation, aiormq.spec.Basic.Nack | aiormq.spec.Basic.Reject):
+                raise PublishFailed(f"broker refused the message for {exchange!r}/{routing_key!r}")
+            return
+
+    async def _wait_publisher(self, deadline: float) -> None:
+        """Wait for the robust publisher channel to come back; replace it if it does not."""
+        loop = asyncio.get_running_loop()
+        connection = self._require_connection()
+        replace_at = loop.time() + min(1.0, self._publish_timeout / 2)
+        while loop.time() < deadline:
+            publisher = self._publisher
+            if publisher is not None and not publisher.is_closed and connection.connected.is_set():
+                return
+            if connection.connected.is_set() and loop.time() >= replace_at:
+                if publisher is not None:
+                    with suppress(*CONNECTION_EXCEPTIONS):
+                        await publisher.close()
+                self._publisher = await connection.channel(publisher_confirms=True)
+                return
+            await asyncio.sleep(0.05)

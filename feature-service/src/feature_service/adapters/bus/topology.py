@@ -1,0 +1,58 @@
+"""Names and declaration arguments on the wire (ws-gateway contract §1, and our own queues)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from feature_service.adapters.bus.base import QueueSpec
+
+# ws-gateway declares its queues with exactly these; any other arguments make RabbitMQ refuse
+# our declaration with PRECONDITION_FAILED (406).
+WS_GATEWAY_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = MappingProxyType(
+    {"x-message-ttl": 86_400_000, "x-max-length": 100_000, "x-overflow": "drop-head"}
+)
+
+WS_GATEWAY_QUEUES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "orderbook": "ws-gateway.orderbook",
+        "trade": "ws-gateway.trade",
+        "kline": "ws-gateway.kline",
+        "ticker": "ws-gateway.ticker",
+        "funding": "ws-gateway.funding",
+    }
+)
+WS_GATEWAY_ORDER_QUEUE: Final = "ws-gateway.order"
+
+DEAD_LETTER_QUEUE: Final = "feature-service.dead-letter"
+FEATURES_LIVE: Final = "features.live"
+DATASET_READY_QUEUE: Final = "features.dataset.ready"
+
+# Our own queues are bounded too: a queue nobody drains must not fill the broker's disk.
+FEATURES_LIVE_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = WS_GATEWAY_QUEUE_ARGUMENTS
+DEAD_LETTER_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = MappingProxyType(
+    {"x-message-ttl": 7 * 86_400_000, "x-max-length": 100_000, "x-overflow": "drop-head"}
+)
+
+CONTENT_TYPE_JSON: Final = "application/json"
+
+HEADER_REJECT_REASON: Final = "x-reject-reason"
+HEADER_REJECT_DETAIL: Final = "x-reject-detail"
+HEADER_SOURCE_QUEUE: Final = "x-source-queue"
+HEADER_ORIGINAL_HEADERS: Final = "x-original-headers"
+HEADER_ORIGINAL_MESSAGE_ID: Final = "x-original-message-id"
+HEADER_REDELIVERED: Final = "x-redelivered"
+HEADER_DEAD_LETTERED_AT: Final = "x-dead-lettered-at"  # int microseconds UTC
+
+
+def ws_gateway_queue(name: str) -> QueueSpec:
+    """A ws-gateway input queue: used as it exists, created with ws-gateway's arguments if not."""
+    from feature_service.adapters.bus.base import QueueSpec
+
+    return QueueSpec(name=name, passive=True, durable=True, arguments=WS_GATEWAY_QUEUE_ARGUMENTS)
+
+
+def ws_gateway_queue_specs(names: Iterable[str]) -> list[QueueSpec]:
+    return [ws_gateway_queue(name) for name in names]

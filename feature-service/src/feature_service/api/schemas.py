@@ -1,0 +1,45 @@
+"""HTTP schemas (OpenAPI). Names carry their role: ...Out is what the API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(examples=["not_found"])
+    message: str = Field(examples=["no features yet for symbol ETHUSDT"])
+    trace_id: str
+
+
+class FeatureVectorOut(BaseModel):
+    """The contract's FeatureVector plus the live-service fields (interval, latency, staleness)."""
+
+    timestamp: datetime = Field(description="interval close time (service receive clock, UTC)")
+    timestamp_us: int = Field(description="the same instant in microseconds since the epoch")
+    symbol: str = Field(examples=["BTCUSDT"])
+    interval: Literal["1s", "3s", "15s", "1m"] | str = Field(examples=["1s"])
+    features: dict[str, float | int | None] = Field(
+        description="every feature of the registry; null when it cannot be computed"
+    )
+    feature_registry_version: str = Field(examples=["1.1.0"])
+    trace_id: str | None = Field(None, description="trace_id of the last input message included")
+    computation_latency_ms: float
+    data_age_ms: float | None = Field(description="close time minus the last event's receive time")
+    stale: bool = Field(description="true when the symbol's data is older than the stale limit")
+    null_reasons: dict[str, str] = Field(description="why each null feature is null")
+
+
+class HealthCheckOut(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    timestamp: datetime
+    services: dict[str, str] = Field(
+        description="contract form: database, message_queue, position_manager -> "
+        "connected/disconnected"
+    )
+    checks: dict[str, dict[str, object]] = Field(
+        description="readiness detail: bus, metadata_store, registry, computation, subscriptions"
+    )
+    ready: bool

@@ -1,0 +1,208 @@
+"""Live engine: bus deliveries -> receive stamp -> FeatureEngine -> latest store + features.live.
+
+Everything that touches features runs synchronously in the event loop thread, in the order the
+messages are consumed: the receive stamp, parsing and the engine step happen in one call, so
+receive times are monotonic and state advances exactly in receive order (what the offline replay
+reproduces). Publishing and the raw-store hand-off are asynchronous and never block ingestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from feature_service.engine.clocks import ServiceClock
+from feature_service.engine.core import FeatureEngine
+from feature_service.engine.vector import FeatureVector
+from feature_service.logging import get_logger
+from feature_service.market.errors import MessageRejected
+from feature_service.market.events import MarketEvent
+from feature_service.market.parsing import parse_message
+
+log = get_logger(__name__)
+
+
+class DeliveryLike(Protocol):
+    body: bytes
+    queue: str
+
+    async def ack(self) -> None: ...
+
+
+class RawSink(Protocol):
+    def submit(self, event: MarketEvent, raw: bytes | str) -> asyncio.Future[None]: ...
+
+
+Publisher = Callable[[FeatureVector], Awaitable[None]]
+DeadLetter = Callable[[Any, str, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class LiveStats:
+    consumed: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    published: int = 0
+    publish_failures: int = 0
+    publish_dropped: int = 0
+    last_event_receive_us: int | None = None
+    last_vector_us: int | None = None
+    raw_failures: int = 0
+
+
+class LiveEngine:
+    def __init__(
+        self,
+        engine: FeatureEngine,
+        clock: ServiceClock,
+        *,
+        publisher: Publisher | None = None,
+        dead_letter: DeadLetter | None = None,
+        raw_sink: RawSink | None = None,
+        publish_queue_size: int = 100_000,
+        on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._publisher = publisher
+        self._dead_letter = dead_letter
+        self._raw_sink = raw_sink
+        self._on_vectors = on_vectors
+        self.latest: dict[str, dict[int, FeatureVector]] = {}
+        self.stats = LiveStats()
+        self._outbox: asyncio.Queue[FeatureVector] = asyncio.Queue(maxsize=publish_queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_acks: set[asyncio.Future[Any]] = set()
+
+    # -- ingestion -----------------------------------------------------------------------------
+    def ingest(self, body: bytes | str, source: str = "") -> list[MarketEvent]:
+        """Stamp, parse and apply one message; raises MessageRejected for bad input."""
+        t = self.clock.now_us()
+        events = parse_message(body, receive_ts=t)
+        vectors: list[FeatureVector] = []
+        for event in events:
+            vectors.extend(self.engine.process(event))
+        self.stats.consumed[source] += 1
+        self.stats.last_event_receive_us = t
+        if vectors:
+            self._deliver(vectors)
+        return events
+
+    async def on_delivery(self, delivery: DeliveryLike) -> None:
+        """Bus handler: a message is acknowledged only after it was applied and, when a raw
+        store is configured, durably written. Bad input goes to the dead-letter queue."""
+        try:
+            events = self.ingest(delivery.body, delivery.queue)
+        except MessageRejected as exc:
+            self.stats.rejected[(delivery.queue, exc.reason.value)] += 1
+            log.warning(
+                "message_rejected", queue=delivery.queue, reason=exc.reason.value, detail=exc.detail
+            )
+            if self._dead_letter is not None:
+                await self._dead_letter(delivery, exc.reason.value, exc.detail)
+            else:
+                await delivery.ack()
+            return
+        if self._raw_sink is None or not events:
+            await delivery.ack()
+            return
+        futures = [self._raw_sink.submit(event, delivery.body) for event in events]
+        done = asyncio.gather(*futures)
+        self._pending_acks.add(done)
+        done.add_done_callback(lambda fut: self._ack_when_stored(fut, delivery))
+
+    def _ack_when_stored(self, fut: asyncio.Future[Any], delivery: DeliveryLike) -> None:
+        self._pending_acks.discard(fut)
+        if fut.cancelled() or fut.exception() is not None:
+            # Not acknowledged: the broker redelivers it after a reconnect or restart.
+            self.stats.raw_failures += 1
+            log.error("raw_store_failed", queue=delivery.queue, error=repr(fut.exception()))
+            return
+        task = asyncio.ensure_future(delivery.ack())
+        self._pending_acks.add(task)
+        task.add_done_callback(self._pending_acks.discard)
+
+    # -- time ----------------------------------------------------------------------------------
+    def tick(self) -> list[FeatureVector]:
+        vectors = self.engine.advance_to(self.clock.now_us())
+        if vectors:
+            self._deliver(vectors)
+        return vectors
+
+    async def run_timer(self) -> None:
+        """Close boundaries that pass in quiet periods; events close them earlier when busy."""
+        step = self.engine.clock.step_us
+        while True:
+            now = self.clock.now_us()
+            next_boundary = (now // step + 1) * step
+            await asyncio.sleep(self.clock.sleep_seconds_until(next_boundary) + 0.0005)
+            try:
+                self.tick()
+            except Exception:  # never let the timer die: log and keep scheduling
+                log.exception("timer_tick_failed")
+
+    # -- output --------------------------------------------------------------------------------
+    def _deliver(self, vectors: list[FeatureVector]) -> None:
+        for vector in vectors:
+            self.latest.setdefault(vector.symbol, {})[vector.interval_s] = vector
+            self.stats.last_vector_us = vector.timestamp
+            if self._publisher is None:
+                continue
+            try:
+                self._outbox.put_nowait(vector)
+            except asyncio.QueueFull:
+                # The broker is gone for long: the freshest vectors matter most to consumers.
+                self._outbox.get_nowait()
+                self._outbox.put_nowait(vector)
+                self.stats.publish_dropped += 1
+        if self._on_vectors is not None:
+            self._on_vectors(vectors)
+
+    async def run_publisher(self) -> None:
+        assert self._publisher is not None
+        while True:
+            vector = await self._outbox.get()
+            while True:
+                try:
+                    await self._publisher(vector)
+                    self.stats.published += 1
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.stats.publish_failures += 1
+                    log.warning("publish_failed", error=repr(exc), symbol=vector.symbol)
+                    await asyncio.sleep(1.0)
+
+    def latest_vector(self, symbol: str, interval_s: int | None = None) -> FeatureVector | None:
+        by_interval = self.latest.get(symbol)
+        if not by_interval:
+            return None
+        if interval_s is not None:
+            return by_interval.get(interval_s)
+        return by_interval[min(by_interval)]
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self.run_timer(), name="feature-timer"))
+        if self._publisher is not None:
+            self._tasks.append(asyncio.create_task(self.run_publisher(), name="feature-publisher"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._pending_acks:
+            await asyncio.gather(*list(self._pending_acks), return_exceptions=True)
+
+
+def vector_to_json(vector: FeatureVector) -> bytes:
+    return orjson.dumps(vector.to_message())

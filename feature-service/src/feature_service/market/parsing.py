@@ -1,0 +1,571 @@
+"""ws-gateway envelopes and bare Bybit V5 frames -> typed market events.
+
+This runs once per consumed message, so it is written for speed: no validation framework, one
+dict lookup to route, floats parsed with ``float()`` and checked for NaN/inf with one
+subtraction. Every malformed input raises ``MessageRejected`` with a stable reason; nothing is
+ever defaulted or guessed (a missing number is an error, not a zero).
+
+Accepted inputs (see ws-gateway-contract.md section 1.5-1.7 and bybit-v5-market-data.md):
+- a ws-gateway envelope -> exactly one event;
+- the same envelope as a recording line, with ``service_received_at`` (our receive stamp);
+- a bare Bybit V5 frame ``{topic, type, ts, data, cts?}`` -> one event per ``data`` element.
+
+Deliberately lenient, for our own recordings: ``event_id``/``trace_id`` may be absent or null,
+and ``received_at`` may be null (an event that came from a bare frame has no gateway time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+import orjson
+
+from feature_service.market.errors import MessageRejected, RejectReason
+from feature_service.market.events import (
+    TICKER_FIELDS,
+    BookDelta,
+    BookSnapshot,
+    EventType,
+    Funding,
+    Kline,
+    Level,
+    MarketEvent,
+    Side,
+    Ticker,
+    Trade,
+)
+from feature_service.market.timeutil import parse_iso_us
+
+__all__ = ["parse_message"]
+
+_SIDES: dict[str, Side] = {"Buy": Side.BUY, "Sell": Side.SELL}
+
+# Bybit topic prefix -> what we consume; a topic is "<prefix>.<...>.<SYMBOL>".
+_TOPIC_KINDS: dict[str, EventType] = {
+    "orderbook": EventType.ORDERBOOK,
+    "publicTrade": EventType.TRADE,
+    "kline": EventType.KLINE,
+    "tickers": EventType.TICKER,
+    "fundingRate": EventType.FUNDING,
+}
+# Real streams we deliberately do not consume: a distinct reason from a garbled topic.
+_NOT_CONSUMED_TOPICS = frozenset(
+    {"liquidation", "allLiquidation", "order", "wallet", "position", "execution"}
+)
+
+# Ticker values that are legitimately signed; every other listed field is a price, size or count.
+_SIGNED_TICKER_FIELDS = frozenset({"funding_rate", "price_24h_pcnt"})
+_MS_TICKER_FIELDS = frozenset({"next_funding_time"})
+
+_DETAIL_MAX = 80
+
+
+class _TopicInfo:
+    """What a topic string says, parsed once per distinct topic."""
+
+    __slots__ = ("depth", "kind", "reject", "symbol")
+
+    def __init__(
+        self,
+        kind: EventType | None,
+        depth: int | None,
+        symbol: str | None,
+        reject: RejectReason | None,
+    ) -> None:
+        self.kind = kind
+        self.depth = depth
+        self.symbol = symbol
+        self.reject = reject
+
+
+_TOPIC_CACHE: dict[str, _TopicInfo] = {}
+_TOPIC_CACHE_MAX = 4096  # topics are few; the bound only guards against garbage input
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+
+
+def _reject(reason: RejectReason, detail: str) -> NoReturn:
+    raise MessageRejected(reason, detail)
+
+
+def _topic_info(topic: Any) -> _TopicInfo:
+    info = _TOPIC_CACHE.get(topic) if type(topic) is str else None
+    if info is not None:
+        return info
+    if type(topic) is not str or not topic:
+        _reject(
+            RejectReason.MISSING_FIELD, f"topic must be a non-empty string, got {_short(topic)}"
+        )
+    parts = topic.split(".")
+    head = parts[0]
+    kind = _TOPIC_KINDS.get(head)
+    depth: int | None = None
+    symbol = parts[-1] if len(parts) > 1 and parts[-1] else None
+    reject: RejectReason | None = None
+    if kind is None:
+        reject = (
+            RejectReason.UNKNOWN_EVENT_TYPE
+            if head in _NOT_CONSUMED_TOPICS
+            else RejectReason.UNKNOWN_TOPIC
+        )
+    elif kind is EventType.ORDERBOOK:
+        # orderbook.{depth}.{symbol}; orderbook.rpi / orderbook.full are other streams.
+        if len(parts) == 3 and parts[1].isdigit() and parts[1].isascii():
+            depth = int(parts[1])
+        else:
+            reject = RejectReason.UNKNOWN_TOPIC
+    elif len(parts) != (3 if kind is EventType.KLINE else 2):
+        reject = RejectReason.UNKNOWN_TOPIC
+    info = _TopicInfo(kind, depth, symbol, reject)
+    if len(_TOPIC_CACHE) >= _TOPIC_CACHE_MAX:
+        _TOPIC_CACHE.clear()
+    _TOPIC_CACHE[topic] = info
+    return info
+
+
+# --------------------------------------------------------------------------- scalar fields
+
+
+def _float(value: Any, name: str) -> float:
+    kind = type(value)
+    # str is the wire form; the type check keeps bools and nulls out of float().
+    if kind is not str and kind is not float and kind is not int:
+        _reject(RejectReason.BAD_NUMBER, f"{name} is not a number: {_short(value)}")
+    try:
+        x = float(value)
+    except (ValueError, OverflowError):
+        _reject(RejectReason.BAD_NUMBER, f"{name} is not a number: {_short(value)}")
+    if x - x != 0.0:  # NaN or +-inf: inf - inf and NaN - NaN are both NaN
+        _reject(RejectReason.BAD_NUMBER, f"{name} is not finite: {_short(value)}")
+    return x
+
+
+def _positive(value: Any, name: str) -> float:
+    x = _float(value, name)
+    if x <= 0.0:
+        _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be > 0, got {_short(value)}")
+    return x
+
+
+def _non_negative(value: Any, name: str) -> float:
+    x = _float(value, name)
+    if x < 0.0:
+        _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be >= 0, got {_short(value)}")
+    return x
+
+
+def _int(value: Any, name: str, reason: RejectReason = RejectReason.BAD_NUMBER) -> int:
+    """A non-negative integer, from a JSON integer or a string of ASCII digits (REST style)."""
+    kind = type(value)
+    if kind is int:
+        if value < 0:
+            _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be >= 0, got {value}")
+        return value
+    if kind is str and value.isdigit() and value.isascii():
+        return int(value)
+    _reject(reason, f"{name} is not an integer: {_short(value)}")
+
+
+def _ms_to_us(value: Any, name: str) -> int:
+    kind = type(value)
+    if kind is int and value >= 0:
+        return value * 1_000
+    if kind is str and value.isdigit() and value.isascii():
+        return int(value) * 1_000
+    _reject(RejectReason.BAD_TIMESTAMP, f"{name} is not a millisecond time: {_short(value)}")
+
+
+def _iso(value: Any, name: str) -> int:
+    try:
+        return parse_iso_us(value)
+    except ValueError:
+        _reject(RejectReason.BAD_TIMESTAMP, f"{name} is not an ISO-8601 time: {_short(value)}")
+
+
+def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    _reject(RejectReason.MISSING_FIELD, f"{key} must be a string, got {_short(value)}")
+
+
+def _field(payload: Mapping[str, Any], key: str, what: str) -> Any:
+    value = payload.get(key)
+    if value is None:
+        _reject(RejectReason.MISSING_FIELD, f"{what} payload has no {key!r}")
+    return value
+
+
+def _levels(raw: Any, name: str, is_delta: bool) -> list[Level]:
+    if type(raw) is not list:
+        if raw is None:
+            _reject(RejectReason.MISSING_FIELD, f"orderbook payload has no {name!r}")
+        _reject(RejectReason.BAD_NUMBER, f"{name} is not a list of levels: {_short(raw)}")
+    out: list[Level] = []
+    append = out.append
+    for level in raw:
+        if type(level) is not list or len(level) != 2:
+            _reject(RejectReason.BAD_NUMBER, f"{name} level is not [price, size]: {_short(level)}")
+        p_raw, s_raw = level
+        try:
+            if type(p_raw) is str or type(p_raw) is float or type(p_raw) is int:
+                price = float(p_raw)
+            else:
+                raise ValueError
+            if type(s_raw) is str or type(s_raw) is float or type(s_raw) is int:
+                size = float(s_raw)
+            else:
+                raise ValueError
+        except (ValueError, OverflowError):
+            _reject(RejectReason.BAD_NUMBER, f"{name} level is not numeric: {_short(level)}")
+        if price - price != 0.0 or size - size != 0.0:
+            _reject(RejectReason.BAD_NUMBER, f"{name} level is not finite: {_short(level)}")
+        if price <= 0.0 or size < 0.0 or (size == 0.0 and not is_delta):
+            _reject(
+                RejectReason.NEGATIVE_VALUE,
+                f"{name} level out of range (price > 0, size > 0; 0 deletes in a delta only): "
+                f"{_short(level)}",
+            )
+        append((price, size))
+    return out
+
+
+def _symbol(payload: Mapping[str, Any], info: _TopicInfo) -> str:
+    symbol = payload.get("s")
+    if symbol is None:
+        symbol = payload.get("symbol")
+        if symbol is None:
+            symbol = info.symbol
+    if type(symbol) is not str or not symbol:
+        _reject(RejectReason.MISSING_SYMBOL, f"no symbol in payload or topic: {_short(symbol)}")
+    return symbol
+
+
+# --------------------------------------------------------------------------- per-kind payloads
+
+
+class _Ctx:
+    """The message-level values shared by every event built from one message."""
+
+    __slots__ = (
+        "event_id",
+        "exchange_ts",
+        "gateway_ts",
+        "info",
+        "receive_ts",
+        "topic",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        info: _TopicInfo,
+        exchange_ts: int,
+        gateway_ts: int | None,
+        receive_ts: int,
+        event_id: str | None,
+        trace_id: str | None,
+    ) -> None:
+        self.topic = topic
+        self.info = info
+        self.exchange_ts = exchange_ts
+        self.gateway_ts = gateway_ts
+        self.receive_ts = receive_ts
+        self.event_id = event_id
+        self.trace_id = trace_id
+
+
+def _orderbook(payload: Mapping[str, Any], ctx: _Ctx, book_type: Any) -> BookSnapshot | BookDelta:
+    u = payload.get("u")
+    if u is None:
+        _reject(RejectReason.MISSING_FIELD, "orderbook payload has no 'u'")
+    update_id = _int(u, "u")
+    seq_raw = payload.get("seq")
+    seq = None if seq_raw is None else _int(seq_raw, "seq")
+    if book_type == "delta":
+        # u == 1 is Bybit's restart marker: the message is a full book, whatever its type says.
+        is_delta = update_id != 1
+    elif book_type == "snapshot":
+        is_delta = False
+    elif book_type is None:
+        _reject(RejectReason.MISSING_FIELD, "orderbook message has no 'type'")
+    else:
+        _reject(
+            RejectReason.UNKNOWN_EVENT_TYPE,
+            f"orderbook type must be snapshot or delta, got {_short(book_type)}",
+        )
+    bids = _levels(payload.get("b"), "b", is_delta)
+    asks = _levels(payload.get("a"), "a", is_delta)
+    cls = BookDelta if is_delta else BookSnapshot
+    return cls(
+        symbol=_symbol(payload, ctx.info),
+        topic=ctx.topic,
+        exchange_ts=ctx.exchange_ts,
+        gateway_ts=ctx.gateway_ts,
+        receive_ts=ctx.receive_ts,
+        event_id=ctx.event_id,
+        trace_id=ctx.trace_id,
+        bids=bids,
+        asks=asks,
+        update_id=update_id,
+        seq=seq,
+        depth=ctx.info.depth,
+    )
+
+
+def _trade(payload: Mapping[str, Any], ctx: _Ctx) -> Trade:
+    side_raw = _field(payload, "S", "trade")
+    side = _SIDES.get(side_raw) if type(side_raw) is str else None
+    if side is None:
+        _reject(RejectReason.BAD_SIDE, f"trade side must be Buy or Sell, got {_short(side_raw)}")
+    trade_id = _field(payload, "i", "trade")
+    if type(trade_id) is int:
+        trade_id = str(trade_id)  # spot ids are numeric; the same digits, not a guess
+    elif type(trade_id) is not str or not trade_id:
+        _reject(
+            RejectReason.MISSING_FIELD, f"trade id 'i' must be a string, got {_short(trade_id)}"
+        )
+    block = payload.get("BT", False)
+    if type(block) is not bool:
+        _reject(RejectReason.BAD_NUMBER, f"trade 'BT' must be a boolean, got {_short(block)}")
+    seq_raw = payload.get("seq")
+    return Trade(
+        symbol=_symbol(payload, ctx.info),
+        topic=ctx.topic,
+        exchange_ts=ctx.exchange_ts,
+        gateway_ts=ctx.gateway_ts,
+        receive_ts=ctx.receive_ts,
+        event_id=ctx.event_id,
+        trace_id=ctx.trace_id,
+        price=_positive(_field(payload, "p", "trade"), "p"),
+        size=_positive(_field(payload, "v", "trade"), "v"),
+        side=side,
+        trade_time=_ms_to_us(_field(payload, "T", "trade"), "T"),
+        trade_id=trade_id,
+        block_trade=block,
+        seq=None if seq_raw is None else _int(seq_raw, "seq"),
+    )
+
+
+def _kline(payload: Mapping[str, Any], ctx: _Ctx) -> Kline:
+    interval = _field(payload, "interval", "kline")
+    if type(interval) is not str or not interval:
+        _reject(RejectReason.MISSING_FIELD, f"kline interval must be a string: {_short(interval)}")
+    confirmed = _field(payload, "confirm", "kline")
+    if type(confirmed) is not bool:
+        _reject(RejectReason.BAD_NUMBER, f"kline 'confirm' must be a boolean: {_short(confirmed)}")
+    return Kline(
+        symbol=_symbol(payload, ctx.info),
+        topic=ctx.topic,
+        exchange_ts=ctx.exchange_ts,
+        gateway_ts=ctx.gateway_ts,
+        receive_ts=ctx.receive_ts,
+        event_id=ctx.event_id,
+        trace_id=ctx.trace_id,
+        interval=interval,
+        start=_ms_to_us(_field(payload, "start", "kline"), "start"),
+        end=_ms_to_us(_field(payload, "end", "kline"), "end"),
+        open=_positive(_field(payload, "open", "kline"), "open"),
+        high=_positive(_field(payload, "high", "kline"), "high"),
+        low=_positive(_field(payload, "low", "kline"), "low"),
+        close=_positive(_field(payload, "close", "kline"), "close"),
+        volume=_non_negative(_field(payload, "volume", "kline"), "volume"),
+        turnover=_non_negative(_field(payload, "turnover", "kline"), "turnover"),
+        confirmed=confirmed,
+    )
+
+
+def _ticker(payload: Mapping[str, Any], ctx: _Ctx) -> Ticker:
+    fields: dict[str, float | int] = {}
+    # A delta carries a handful of keys, a snapshot ~25: walk the payload, not the field list.
+    for key, value in payload.items():
+        name = TICKER_FIELDS.get(key)
+        # "" is Bybit's "not applicable" (e.g. funding on dated futures); null means the same.
+        if name is None or value == "" or value is None:
+            continue
+        if name in _MS_TICKER_FIELDS:
+            fields[name] = _ms_to_us(value, key)
+        elif name in _SIGNED_TICKER_FIELDS:
+            fields[name] = _float(value, key)
+        else:
+            fields[name] = _non_negative(value, key)
+    return Ticker(
+        symbol=_symbol(payload, ctx.info),
+        topic=ctx.topic,
+        exchange_ts=ctx.exchange_ts,
+        gateway_ts=ctx.gateway_ts,
+        receive_ts=ctx.receive_ts,
+        event_id=ctx.event_id,
+        trace_id=ctx.trace_id,
+        fields=fields,
+    )
+
+
+def _first_of(payload: Mapping[str, Any], camel: str, snake: str) -> Any:
+    value = payload.get(camel)
+    return payload.get(snake) if value is None else value
+
+
+def _funding(payload: Mapping[str, Any], ctx: _Ctx) -> Funding:
+    rate = _first_of(payload, "fundingRate", "funding_rate")
+    if rate is None:
+        _reject(RejectReason.MISSING_FIELD, "funding payload has no fundingRate")
+    next_raw = _first_of(payload, "nextFundingTime", "next_funding_time")
+    ts_raw = _first_of(payload, "fundingRateTimestamp", "funding_rate_timestamp")
+    return Funding(
+        symbol=_symbol(payload, ctx.info),
+        topic=ctx.topic,
+        exchange_ts=ctx.exchange_ts,
+        gateway_ts=ctx.gateway_ts,
+        receive_ts=ctx.receive_ts,
+        event_id=ctx.event_id,
+        trace_id=ctx.trace_id,
+        funding_rate=_float(rate, "fundingRate"),
+        next_funding_time=(
+            None if next_raw is None or next_raw == "" else _ms_to_us(next_raw, "nextFundingTime")
+        ),
+        funding_rate_ts=(
+            None if ts_raw is None or ts_raw == "" else _ms_to_us(ts_raw, "fundingRateTimestamp")
+        ),
+    )
+
+
+_Builder = Callable[[Mapping[str, Any], _Ctx], MarketEvent]
+
+_BUILDERS: dict[EventType, _Builder] = {
+    EventType.TRADE: _trade,
+    EventType.KLINE: _kline,
+    EventType.TICKER: _ticker,
+    EventType.FUNDING: _funding,
+}
+
+_EVENT_TYPES: dict[str, EventType] = {kind.value: kind for kind in EventType}
+
+
+# --------------------------------------------------------------------------- message level
+
+
+def _as_dict(value: Any, what: str) -> Mapping[str, Any]:
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    _reject(RejectReason.NOT_AN_OBJECT, f"{what} is not a JSON object: {_short(value)}")
+
+
+def _check_topic(topic: Any, kind: EventType) -> _TopicInfo:
+    info = _topic_info(topic)
+    if info.kind is not kind or info.reject is not None:
+        _reject(RejectReason.UNKNOWN_TOPIC, f"topic {_short(topic)} is not a {kind.value} topic")
+    return info
+
+
+def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketEvent]:
+    event_type = msg["event_type"]
+    kind = _EVENT_TYPES.get(event_type) if type(event_type) is str else None
+    if kind is None:
+        _reject(RejectReason.UNKNOWN_EVENT_TYPE, f"event_type {_short(event_type)} is not consumed")
+    topic = msg.get("topic")
+    if topic is None:
+        _reject(RejectReason.MISSING_FIELD, "envelope has no 'topic'")
+    info = _check_topic(topic, kind)
+    payload = msg.get("payload")
+    if payload is None:
+        _reject(RejectReason.MISSING_FIELD, "envelope has no 'payload'")
+    payload = _as_dict(payload, "payload")
+    ts_raw = msg.get("timestamp")
+    if ts_raw is None:
+        _reject(RejectReason.MISSING_FIELD, "envelope has no 'timestamp'")
+    exchange_ts = _iso(ts_raw, "timestamp")
+    if "received_at" not in msg:
+        _reject(RejectReason.MISSING_FIELD, "envelope has no 'received_at'")
+    received_raw = msg["received_at"]
+    gateway_ts = None if received_raw is None else _iso(received_raw, "received_at")
+    if receive_ts is None:
+        service_raw = msg.get("service_received_at")
+        if service_raw is not None:
+            receive_ts = _iso(service_raw, "service_received_at")
+        elif gateway_ts is not None:
+            receive_ts = gateway_ts
+        else:
+            receive_ts = exchange_ts
+    ctx = _Ctx(
+        topic,
+        info,
+        exchange_ts,
+        gateway_ts,
+        receive_ts,
+        _opt_str(msg, "event_id"),
+        _opt_str(msg, "trace_id"),
+    )
+    if kind is EventType.ORDERBOOK:
+        return [_orderbook(payload, ctx, payload.get("type"))]
+    return [_BUILDERS[kind](payload, ctx)]
+
+
+def _parse_frame(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketEvent]:
+    topic = msg.get("topic")
+    info = _topic_info(topic)
+    if info.reject is not None:
+        _reject(info.reject, f"topic {_short(topic)} is not consumed")
+    kind = info.kind
+    assert kind is not None  # a topic without a kind always carries a reject reason
+    ts_raw = msg.get("ts")
+    if ts_raw is None:
+        _reject(RejectReason.MISSING_FIELD, "frame has no 'ts'")
+    exchange_ts = _ms_to_us(ts_raw, "ts")
+    if receive_ts is None:
+        service_raw = msg.get("service_received_at")
+        receive_ts = (
+            exchange_ts if service_raw is None else _iso(service_raw, "service_received_at")
+        )
+    data = msg.get("data")
+    if data is None:
+        _reject(RejectReason.MISSING_FIELD, "frame has no 'data'")
+    items = data if type(data) is list else [_as_dict(data, "data")]
+    if not items or not data:
+        _reject(RejectReason.EMPTY_DATA, f"frame {_short(topic)} has empty data")
+    ctx = _Ctx(topic, info, exchange_ts, None, receive_ts, None, None)
+    out: list[MarketEvent] = []
+    if kind is EventType.ORDERBOOK:
+        book_type = msg.get("type")
+        for item in items:
+            out.append(_orderbook(_as_dict(item, "data element"), ctx, book_type))
+    else:
+        build = _BUILDERS[kind]
+        for item in items:
+            out.append(build(_as_dict(item, "data element"), ctx))
+    return out
+
+
+def parse_message(
+    body: bytes | str | Mapping[str, Any], *, receive_ts: int | None = None
+) -> list[MarketEvent]:
+    """Parse one consumed message (or one recording line) into events.
+
+    ``receive_ts`` is the service's own stamp (int microseconds). When ``None`` (replay) it is
+    taken from ``service_received_at``, else the envelope ``received_at``, else the exchange
+    time (a bare frame's ``ts``). Raises ``MessageRejected`` for malformed input.
+    """
+    if type(body) is bytes or type(body) is str or isinstance(body, bytes | bytearray | memoryview):
+        try:
+            msg = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            _reject(RejectReason.BAD_JSON, str(exc)[:_DETAIL_MAX])
+        if type(msg) is not dict:
+            _reject(RejectReason.NOT_AN_OBJECT, f"message is not a JSON object: {_short(msg)}")
+    elif type(body) is dict or isinstance(body, Mapping):
+        msg = body
+    else:
+        _reject(RejectReason.NOT_AN_OBJECT, f"message is not a JSON object: {_short(body)}")
+    if "event_type" in msg:
+        return _parse_envelope(msg, receive_ts)
+    if "data" in msg:
+        return _parse_frame(msg, receive_ts)
+    _reject(
+        RejectReason.MISSING_FIELD,
+        "neither a ws-gateway envelope (no 'event_type') nor a Bybit frame (no 'data')",
+    )

@@ -1,0 +1,226 @@
+"""Runtime: builds and owns the live service's parts from Settings, starts and stops them.
+
+Short names in configuration pick adapters (RABBITMQ_URL set -> RabbitMQ, else the in-process
+bus fed by the replay source; DATABASE_URL set -> PostgreSQL, else SQLite). Everything is
+created here, in the app's lifespan, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from feature_service.adapters.bus import MemoryBus, MessageBus, QueueSpec, RabbitMQBus
+from feature_service.adapters.bus.base import Delivery
+from feature_service.adapters.rawstore.writer import RawWriter
+from feature_service.config import Settings
+from feature_service.engine.clocks import AcceleratedClock, ServiceClock, WallClock
+from feature_service.engine.core import FeatureEngine
+from feature_service.engine.live import LiveEngine, vector_to_json
+from feature_service.engine.vector import FeatureVector, interval_label
+from feature_service.logging import get_logger
+from feature_service.metrics import build_registry
+from feature_service.registry.loader import Registry, load_registry
+from feature_service.services.replay import ReplaySource
+
+log = get_logger(__name__)
+
+
+def default_sample_path() -> Path:
+    from feature_service.sample.generator import default_sample_path as packaged
+
+    return Path(packaged())
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, bus: MessageBus | None = None) -> None:
+        self.settings = settings
+        self.registry: Registry = load_registry(settings.registry_path)
+        if not self.registry.is_valid:
+            raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
+        self.embedded = settings.rabbitmq_url is None and bus is None
+        self.bus: MessageBus = bus or (
+            RabbitMQBus(
+                settings.rabbitmq_url,
+                prefetch=settings.prefetch,
+                dead_letter_queue=settings.dead_letter_queue,
+            )
+            if settings.rabbitmq_url
+            else MemoryBus(dead_letter_queue=settings.dead_letter_queue)
+        )
+        self.engine = FeatureEngine(
+            intervals_s=settings.intervals,
+            registry_version=self.registry.version,
+            stale_after_s=settings.stale_after_s,
+            latency_warning_ms=settings.latency_warning_ms,
+            symbols=settings.symbols,
+        )
+        self.raw_writer = RawWriter(
+            settings.raw_dir,
+            flush_rows=settings.raw_flush_rows,
+            flush_age_s=settings.raw_flush_age_s,
+        )
+        # The clock is fixed once the replay source knows where its recording starts.
+        self.clock: ServiceClock = WallClock()
+        self.live = LiveEngine(
+            self.engine,
+            self.clock,
+            publisher=self._publish_vector,
+            dead_letter=self.bus.dead_letter,
+            raw_sink=self.raw_writer,
+        )
+        self.replay: ReplaySource | None = None
+        self.subscriptions: Any = None
+        self.metrics_registry = build_registry(self)
+        self.started_at = time.time()
+        self._consumers: list[Any] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        await self.bus.connect()
+        await self.bus.ensure_features_topology(s.features_exchange)
+        await self.raw_writer.start()
+        if self.embedded:
+            await self._start_replay()
+        for name in s.input_queues.values():
+            spec = QueueSpec.ws_gateway(name)
+            self._consumers.append(await self.bus.consume(spec, self._on_delivery))
+        self.live.start()
+        if s.ws_gateway_url:
+            self._start_subscriptions()
+        log.info(
+            "service_started",
+            mode="embedded" if self.embedded else "rabbitmq",
+            symbols=s.symbols,
+            intervals=[interval_label(i) for i in s.intervals],
+            registry_version=self.registry.version,
+        )
+
+    async def _start_replay(self) -> None:
+        s = self.settings
+        path = s.replay_path or default_sample_path()
+
+        async def publish(queue: str, body: bytes) -> None:
+            await self.bus.publish("", body, routing_key=queue)
+
+        replay = ReplaySource(path, publish, s.input_queues, loop=s.replay_loop)
+        start_us = await replay.prepare()
+        now = time.time_ns() // 1000
+        shift = ReplaySource.aligned_shift(start_us, now)
+        clock: ServiceClock = (
+            AcceleratedClock(s.replay_speed, origin_us=start_us + shift)
+            if s.replay_speed != 1.0
+            else WallClock()
+        )
+        self.clock = clock
+        self.live.clock = clock
+        replay.start(shift, clock)
+        self.replay = replay
+
+    def _start_subscriptions(self) -> None:
+        from feature_service.adapters.clients.ws_gateway import WsGatewayClient
+        from feature_service.services.subscriptions import SubscriptionManager
+
+        s = self.settings
+        client = WsGatewayClient(s.ws_gateway_url or "", s.ws_gateway_api_key or "")
+        self.subscriptions = SubscriptionManager(client, s.symbols, include_orders=s.consume_orders)
+        self.subscriptions.start()
+
+    async def stop(self) -> None:
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
+        if self.replay is not None:
+            await self.replay.stop()
+        for consumer in self._consumers:
+            await consumer.cancel()
+        self._consumers.clear()
+        await self.live.stop()
+        await self.raw_writer.close()
+        await self.bus.close()
+        log.info("service_stopped")
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        await self.live.on_delivery(delivery)
+
+    async def _publish_vector(self, vector: FeatureVector) -> None:
+        await self.bus.publish(
+            self.settings.features_exchange,
+            vector_to_json(vector),
+            headers={
+                "symbol": vector.symbol,
+                "interval": interval_label(vector.interval_s),
+                "feature_registry_version": vector.registry_version,
+            },
+        )
+
+    # -- health --------------------------------------------------------------------------------
+    async def health_checks(self) -> dict[str, dict[str, Any]]:
+        now_us = self.clock.now_us()
+        bus_health = self.bus.health()
+        checks: dict[str, dict[str, Any]] = {
+            "bus": {"ok": bool(bus_health.get("connected")), **bus_health},
+            "metadata_store": await self._metadata_check(),
+            "registry": {
+                "ok": self.registry.is_valid,
+                "version": self.registry.version,
+                "features": len(self.registry.features),
+            },
+        }
+        last_vector = self.live.stats.last_vector_us
+        age_s = None if last_vector is None else max(0.0, (now_us - last_vector) / 1e6)
+        max_interval = max(self.settings.intervals)
+        stale = sorted(
+            symbol
+            for symbol, by_interval in self.live.latest.items()
+            if any(v.stale for v in by_interval.values())
+        )
+        checks["computation"] = {
+            # Before the first vector the service is starting, not broken.
+            "ok": age_s is None or age_s <= 2 * max_interval + 5,
+            "last_computation_age_s": age_s,
+            "last_computation_ms": round(self.engine.last_computation_us / 1000.0, 4),
+            "stale_symbols": stale,
+            "data_age_s": self._data_age_s(now_us),
+        }
+        if self.subscriptions is not None:
+            checks["subscriptions"] = {"ok": True, **self.subscriptions.summary()}
+        return checks
+
+    def _data_age_s(self, now_us: int) -> float | None:
+        last = self.live.stats.last_event_receive_us
+        return None if last is None else max(0.0, (now_us - last) / 1e6)
+
+    async def _metadata_check(self) -> dict[str, Any]:
+        url = self.settings.database_url
+        if url:
+            import asyncpg
+
+            try:
+                conn = await asyncio.wait_for(asyncpg.connect(url), timeout=2.0)
+                try:
+                    await conn.fetchval("select 1")
+                finally:
+                    await conn.close()
+                return {"ok": True, "kind": "postgresql"}
+            except Exception as exc:
+                return {"ok": False, "kind": "postgresql", "error": repr(exc)}
+        path = self.settings.sqlite_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            import sqlite3
+
+            with sqlite3.connect(path) as db:
+                db.execute("select 1")
+            return {"ok": True, "kind": "sqlite", "path": str(path)}
+        except Exception as exc:
+            return {"ok": False, "kind": "sqlite", "error": repr(exc)}
+
+
+def dump_json(obj: object) -> bytes:
+    return orjson.dumps(obj)
