@@ -488,6 +488,8 @@ async def test_rabbitmq_consumer_resumes_after_connection_loss(kit: BusKit) -> N
     await collector.wait_for(1)
 
     drop_connection(kit.bus)
+    # published while the connection is down: waits for the robust channel, then goes out
+    await publish_to(kit, queue, b"during")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while kit.bus.health().reconnects < 1:
@@ -497,7 +499,55 @@ async def test_rabbitmq_consumer_resumes_after_connection_loss(kit: BusKit) -> N
     health = kit.bus.health()
     assert health.connected is True
     assert health.last_error is not None
-    await publish_to(kit, queue, b"after")  # waits for the publisher channel if needed
-    await collector.wait_for(2)
-    assert collector.bodies == [b"before", b"after"]
+    await publish_to(kit, queue, b"after")
+    await collector.wait_for(3)
+    await collector.settle_quiet()
+    assert collector.bodies == [b"before", b"during", b"after"]
+    assert await kit.probe.ready_count(queue) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bus_backend", ["rabbitmq"], indirect=True)
+async def test_rabbitmq_consumer_recreates_a_deleted_ws_gateway_queue(kit: BusKit) -> None:
+    """The broker cancels consumers of a deleted queue; the robust channel re-declares it with
+    ws-gateway's exact arguments and subscribes again (a replaced broker node heals the same)."""
+    assert isinstance(kit.probe, RabbitProbe)
+    queue = kit.names.queue("ws-gateway.orderbook")
+    collector = Collector()
+    await kit.bus.consume(ws_gateway_queue(queue), collector)
+    await kit.probe.delete([queue], [])
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not await kit.probe.exists(queue):
+        assert loop.time() < deadline, "queue was not re-declared"
+        await asyncio.sleep(0.1)
+    assert await kit.probe.accepts_declaration(queue, True, WS_GATEWAY_QUEUE_ARGUMENTS)
+    await publish_to(kit, queue, b"after-delete")
+    assert (await collector.wait_for(1))[0].body == b"after-delete"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bus_backend", ["rabbitmq"], indirect=True)
+async def test_rabbitmq_unacked_delivery_returns_after_connection_loss(kit: BusKit) -> None:
+    assert isinstance(kit.bus, RabbitMQBus)
+    queue = kit.names.queue("ws-gateway.ticker")
+    await kit.bus.declare_queue(queue)
+    await publish_to(kit, queue, b"held")
+
+    async def ack_only_redelivered(delivery: Delivery) -> None:
+        if delivery.redelivered:
+            await delivery.ack()
+
+    collector = Collector(then=ack_only_redelivered)
+    await kit.bus.consume(QueueSpec(queue), collector)
+    [first] = await collector.wait_for(1)
+
+    drop_connection(kit.bus)
+    second = (await collector.wait_for(2, within=20))[1]
+    assert (second.body, second.redelivered) == (b"held", True)
+    await first.ack()  # the old channel is gone: ignored, not an error
+    assert kit.bus.stats.stale_settlements == 1
+    await collector.settle_quiet()
+    assert len(collector.deliveries) == 2
     assert await kit.probe.ready_count(queue) == 0

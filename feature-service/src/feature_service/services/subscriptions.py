@@ -238,7 +238,7 @@ class SubscriptionManager:
                     status_code=exc.status_code,
                     retry_in_s=round(delay, 3),
                 )
-                queue.appendleft(state)
+                queue.append(state)
                 await self._sleep(delay)
                 continue
             except Exception as exc:

@@ -323,7 +323,6 @@ class RawWriter:
 
     async def _write(self, buffer: _Buffer) -> None:
         rows = buffer.rows
-        buffer.future.set_result(None)
         async with self._semaphore:
             started = self._clock()
             try:
