@@ -33,8 +33,15 @@ Recompress = Annotated[
 ]
 Level = Annotated[int, typer.Option("--level", help="zstd level for archived files")]
 
-DEFAULT_RAW = Path("data/raw")
-DEFAULT_ARCHIVE = Path("data/archive")
+def _configured_dirs() -> tuple[Path, Path]:
+    """Defaults follow FEATURE_SERVICE_DATA_DIR, like the running service."""
+    from feature_service.config import load_settings
+
+    settings = load_settings()
+    return settings.raw_dir, settings.archive_dir
+
+
+DEFAULT_RAW, DEFAULT_ARCHIVE = _configured_dirs()
 
 
 def parse_time_us(text: str) -> int:

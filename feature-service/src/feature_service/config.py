@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     raw_flush_age_s: float = 1.0
     retention_days: int = 90
     archive_retention_days: int = 365
+    retention_check_interval_s: float = 3600.0
+    compact_after_days: int | None = 1
 
     # Logging
     log_level: str = "INFO"

@@ -8,6 +8,7 @@ created here, in the app's lifespan, never at import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class Runtime:
         self.metrics_registry = build_registry(self)
         self.started_at = time.time()
         self._consumers: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_retention: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +94,7 @@ class Runtime:
             spec = QueueSpec.ws_gateway(name)
             self._consumers.append(await self.bus.consume(spec, self._on_delivery))
         self.live.start()
+        self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         if s.ws_gateway_url:
             self._start_subscriptions()
         log.info(
@@ -131,7 +135,33 @@ class Runtime:
         self.subscriptions = SubscriptionManager(client, s.symbols, include_orders=s.consume_orders)
         self.subscriptions.start()
 
+    async def _retention_loop(self) -> None:
+        """Archive and expire raw data on a schedule; a failure is logged and retried later."""
+        from feature_service.adapters.rawstore.retention import apply_retention
+
+        s = self.settings
+        while True:
+            try:
+                self.last_retention = await asyncio.to_thread(
+                    apply_retention,
+                    s.raw_dir,
+                    s.archive_dir,
+                    now_us=time.time_ns() // 1000,
+                    retention_days=s.retention_days,
+                    archive_retention_days=s.archive_retention_days,
+                    compact_after_days=s.compact_after_days,
+                )
+            except Exception:
+                log.exception("raw_retention_failed")
+            await asyncio.sleep(s.retention_check_interval_s)
+
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
         if self.replay is not None:
