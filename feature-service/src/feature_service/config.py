@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     dataset_ready_queue: str = "features.dataset.ready"
 
     # Embedded replay source (used when rabbitmq_url is unset)
+    replay_enabled: bool = True
     replay_path: Path | None = None
     replay_speed: float = 10.0
     replay_loop: bool = True

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from feature_service.adapters.bus import MemoryBus, MessageBus, QueueSpec, RabbitMQBus
+from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.rawstore.writer import RawWriter
 from feature_service.config import Settings
@@ -44,15 +44,7 @@ class Runtime:
         if not self.registry.is_valid:
             raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
         self.embedded = settings.rabbitmq_url is None and bus is None
-        self.bus: MessageBus = bus or (
-            RabbitMQBus(
-                settings.rabbitmq_url,
-                prefetch=settings.prefetch,
-                dead_letter_queue=settings.dead_letter_queue,
-            )
-            if settings.rabbitmq_url
-            else MemoryBus(dead_letter_queue=settings.dead_letter_queue)
-        )
+        self.bus: MessageBus = bus or create_bus(settings)
         self.engine = FeatureEngine(
             intervals_s=settings.intervals,
             registry_version=self.registry.version,
@@ -65,11 +57,10 @@ class Runtime:
             flush_rows=settings.raw_flush_rows,
             flush_age_s=settings.raw_flush_age_s,
         )
-        # The clock is fixed once the replay source knows where its recording starts.
-        self.clock: ServiceClock = WallClock()
+        # The embedded replay swaps in its virtual clock once it knows where its recording starts.
         self.live = LiveEngine(
             self.engine,
-            self.clock,
+            WallClock(),
             publisher=self._publish_vector,
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer,
@@ -88,7 +79,7 @@ class Runtime:
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
         await self.raw_writer.start()
-        if self.embedded:
+        if self.embedded and s.replay_enabled:
             await self._start_replay()
         for name in s.input_queues.values():
             spec = QueueSpec.ws_gateway(name)
@@ -121,7 +112,6 @@ class Runtime:
             if s.replay_speed != 1.0
             else WallClock()
         )
-        self.clock = clock
         self.live.clock = clock
         replay.start(shift, clock)
         self.replay = replay
@@ -191,7 +181,7 @@ class Runtime:
 
     # -- health --------------------------------------------------------------------------------
     async def health_checks(self) -> dict[str, dict[str, Any]]:
-        now_us = self.clock.now_us()
+        now_us = self.live.clock.now_us()
         bus_health = self.bus.health()
         checks: dict[str, dict[str, Any]] = {
             "bus": {"ok": bool(bus_health.get("connected")), **bus_health},
