@@ -11,7 +11,7 @@ from feature_service.market.events import Kline, MarketEvent
 from feature_service.market.recording import iter_recording
 from feature_service.sample.generator import default_sample_path
 
-pytest_plugins = ["tests.fixtures.bus"]
+pytest_plugins = ["tests.fixtures.bus", "tests.fixtures.broker"]
 
 
 @pytest.fixture(scope="session")
