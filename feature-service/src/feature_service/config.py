@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     latency_warning_ms: float = 70.0
 
     # Bus
-    prefetch: int = 500
+    # Above the raw flush batch: messages are acked only once their batch is on disk.
+    prefetch: int = 10000
     queue_orderbook: str = "ws-gateway.orderbook"
     queue_trade: str = "ws-gateway.trade"
     queue_kline: str = "ws-gateway.kline"

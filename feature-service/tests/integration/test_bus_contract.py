@@ -19,15 +19,7 @@ from feature_service.adapters.bus import (
 from feature_service.adapters.bus.rabbitmq import RabbitMQBus
 from feature_service.adapters.bus.topology import WS_GATEWAY_QUEUE_ARGUMENTS
 from feature_service.market.errors import MessageRejected, RejectReason
-from tests.fixtures.bus import (  # noqa: F401  (the *_fixture names register fixtures)
-    BusKit,
-    Collector,
-    RabbitProbe,
-    bus_backend_fixture,
-    bus_names_fixture,
-    drop_connection,
-    kit_fixture,
-)
+from tests.fixtures.bus import BusKit, Collector, RabbitProbe, drop_connection
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -398,7 +390,7 @@ async def test_cancelled_consumer_hands_unacked_messages_to_the_next(kit: BusKit
     first = Collector(ack=False)
     handle = await kit.bus.consume(QueueSpec(queue), first)
     await first.wait_for(3)
-    await handle.cancel()
+    await handle.cancel(grace=0.2)
 
     second = Collector()
     await kit.bus.consume(QueueSpec(queue), second)
@@ -413,6 +405,31 @@ async def test_cancelled_consumer_hands_unacked_messages_to_the_next(kit: BusKit
     assert kit.bus.stats.stale_settlements == 1
     await second.settle_quiet()
     assert len(second.deliveries) == 3
+
+
+async def test_cancel_waits_for_deferred_acks_within_the_grace(kit: BusKit) -> None:
+    queue = kit.names.queue("deferred")
+    await kit.bus.declare_queue(queue)
+    await publish_to(kit, queue, b"d1", b"d2")
+    later: set[asyncio.Task[None]] = set()
+
+    async def ack_later(delivery: Delivery) -> None:
+        async def ack() -> None:
+            await asyncio.sleep(0.2)  # e.g. after the raw store flushed
+            await delivery.ack()
+
+        task = asyncio.create_task(ack())
+        later.add(task)
+
+    collector = Collector(then=ack_later)
+    handle = await kit.bus.consume(QueueSpec(queue), collector)
+    await collector.wait_for(2)
+    await handle.cancel(grace=5.0)
+
+    assert all(task.done() for task in later)
+    assert kit.bus.stats.acked == 2
+    assert kit.bus.stats.stale_settlements == 0
+    assert await kit.probe.ready_count(queue) == 0
 
 
 async def test_handler_may_cancel_its_own_consumer(kit: BusKit) -> None:
@@ -463,18 +480,18 @@ async def test_health_reports_connection_and_counters(kit: BusKit) -> None:
     await asyncio.sleep(0.05)
 
     health = bus.health()
-    assert health.backend == kit.backend
-    assert health.connected is True
-    assert health.reconnects == 0
-    assert health.last_error is None
-    assert health.consumers == 1
-    assert health.stats["published"] == 1
-    assert health.stats["delivered"] == 1
-    assert health.stats["acked"] == 1
+    assert health["backend"] == kit.backend
+    assert health["connected"] is True
+    assert health["reconnects"] == 0
+    assert health["last_error"] is None
+    assert health["consumers"] == 1
+    assert health["stats"]["published"] == 1
+    assert health["stats"]["delivered"] == 1
+    assert health["stats"]["acked"] == 1
 
     await bus.close()
     assert bus.is_connected is False
-    assert bus.health().consumers == 0
+    assert bus.health()["consumers"] == 0
 
 
 @pytest.mark.integration
@@ -492,13 +509,13 @@ async def test_rabbitmq_consumer_resumes_after_connection_loss(kit: BusKit) -> N
     await publish_to(kit, queue, b"during")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
-    while kit.bus.health().reconnects < 1:
+    while kit.bus.health()["reconnects"] < 1:
         assert loop.time() < deadline, "robust connection did not reconnect"
         await asyncio.sleep(0.05)
 
     health = kit.bus.health()
-    assert health.connected is True
-    assert health.last_error is not None
+    assert health["connected"] is True
+    assert health["last_error"] is not None
     await publish_to(kit, queue, b"after")
     await collector.wait_for(3)
     await collector.settle_quiet()

@@ -31,7 +31,7 @@ async def bus() -> AsyncIterator[MemoryBus]:
     bus = MemoryBus(dead_letter_queue="dlq")
     await bus.connect()
     yield bus
-    await bus.close()
+    await bus.close(grace=0.1)
 
 
 async def publish(bus: MemoryBus, queue: str, *bodies: bytes) -> None:
@@ -141,7 +141,7 @@ async def test_closed_bus_refuses_work() -> None:
     await bus.close()
     with pytest.raises(BusNotConnected):
         await bus.publish("", b"x", routing_key="q")
-    assert bus.health().connected is False
+    assert bus.health()["connected"] is False
 
 
 async def test_close_returns_unacked_messages_to_their_queue(bus: MemoryBus) -> None:
@@ -152,7 +152,7 @@ async def test_close_returns_unacked_messages_to_their_queue(bus: MemoryBus) -> 
     await collector.wait_for(2)
     assert bus.queue_info("q").unacked == 2
 
-    await bus.close()
+    await bus.close(grace=0.05)
     info = bus.queue_info("q")
     assert (info.ready, info.unacked, info.consumers) == (2, 0, 0)
     await bus.connect()
@@ -238,7 +238,7 @@ async def test_dead_letter_of_a_stale_delivery_is_a_no_op(bus: MemoryBus) -> Non
     collector = Collector(ack=False)
     handle = await bus.consume(QueueSpec("q"), collector)
     [delivery] = await collector.wait_for(1)
-    await handle.cancel()
+    await handle.cancel(grace=0.05)
 
     await bus.dead_letter(delivery, "bad_json", "late")
     assert bus.queue_info("dlq").ready == 0

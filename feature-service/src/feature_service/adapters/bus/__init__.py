@@ -21,6 +21,7 @@ from feature_service.adapters.bus.base import (
     TopologyMismatch,
 )
 from feature_service.adapters.bus.memory import MemoryBus
+from feature_service.adapters.bus.rabbitmq import RabbitMQBus
 from feature_service.adapters.bus.topology import ws_gateway_queue, ws_gateway_queue_specs
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "PublishFailed",
     "QueueNotFound",
     "QueueSpec",
+    "RabbitMQBus",
     "TopologyMismatch",
     "create_bus",
     "ws_gateway_queue",
@@ -56,9 +58,6 @@ def create_bus(settings: Settings) -> MessageBus:
                 prefetch=settings.prefetch, dead_letter_queue=settings.dead_letter_queue
             )
         case url:
-            # Imported here so the embedded default never loads the AMQP stack.
-            from feature_service.adapters.bus.rabbitmq import RabbitMQBus
-
             return RabbitMQBus(
                 url, prefetch=settings.prefetch, dead_letter_queue=settings.dead_letter_queue
             )

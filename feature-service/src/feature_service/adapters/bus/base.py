@@ -8,10 +8,13 @@ Semantics every implementation keeps:
 - Per consumer, the handler is awaited for one message at a time, in queue order.
 - The handler settles each delivery (``ack`` / ``nack`` / ``MessageBus.dead_letter``). A
   delivery the handler leaves unsettled stays unacknowledged and counts against the prefetch
-  limit until it is settled or its consumer goes away (then it is redelivered).
+  limit until it is settled or its consumer goes away (then it is redelivered). Settling may
+  happen later and from another task (e.g. after a durable write).
 - A handler that raises does not stop its consumer: the bus dead-letters the delivery with
   reason ``handler_error`` (or the ``MessageRejected`` reason), unless the handler had already
   settled it. Poison messages therefore never loop through requeue.
+- After ``nack(requeue=True)`` the message is redelivered flagged ``redelivered``; its order
+  relative to messages already handed to the consumer (prefetched) is not guaranteed.
 - Settling twice is a programming error (``DeliveryAlreadySettled``). Settling a delivery whose
   consumer or channel is gone is a no-op: the broker redelivers it, so it is counted, logged and
   otherwise ignored.
@@ -22,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import structlog
 
@@ -83,6 +86,12 @@ class QueueSpec:
     durable: bool = True
     arguments: Mapping[str, Any] | None = None
     create_missing: bool = True
+
+    @classmethod
+    def ws_gateway(cls, name: str) -> QueueSpec:
+        """A ws-gateway input queue: used as it exists, created with ws-gateway's exact
+        arguments when missing (contract §1.3)."""
+        return cls(name, passive=True, durable=True, arguments=topology.WS_GATEWAY_QUEUE_ARGUMENTS)
 
     def argument_dict(self) -> dict[str, Any]:
         return dict(self.arguments) if self.arguments else {}
@@ -171,8 +180,9 @@ class ConsumerHandle(Protocol):
     def active(self) -> bool: ...
 
     async def cancel(self, grace: float = 5.0) -> None:
-        """Stop delivering; wait up to ``grace`` s for the handler in flight; unsettled
-        deliveries go back to the queue (redelivered=True)."""
+        """Stop delivering at once; then, within ``grace`` s, let the handler in flight finish
+        and let deferred settlements arrive; deliveries still unsettled after that go back to
+        the queue (redelivered=True). Safe to call from the consumer's own handler."""
         ...
 
 
@@ -196,17 +206,15 @@ class BusStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True, slots=True)
-class BusHealth:
+class BusHealth(TypedDict):
+    """A plain dict (JSON-ready for the health endpoint)."""
+
     backend: str
     connected: bool
     reconnects: int
     last_error: str | None
     consumers: int
     stats: dict[str, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @runtime_checkable
@@ -224,7 +232,9 @@ class MessageBus(Protocol):
 
     async def connect(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self, grace: float = 5.0) -> None:
+        """Cancel every consumer (each gets ``grace`` s to finish and settle), then disconnect."""
+        ...
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> ConsumerHandle: ...
 
@@ -320,3 +330,27 @@ async def dead_letter_or_fallback(
         await delivery.nack(requeue=requeue)
     except Exception as exc:
         _log.error("bus.fallback_nack_failed", queue=delivery.queue, exc_info=exc)
+
+
+async def stop_worker(
+    task: asyncio.Task[None], in_handler: Callable[[], bool], deadline: float
+) -> None:
+    """Let a consumer's worker finish the message in flight (until ``deadline``, loop time),
+    then make sure it has stopped."""
+    if in_handler() and not task.done():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining > 0:
+            await asyncio.wait({task}, timeout=remaining)
+    if not task.done():
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_until(condition: Callable[[], bool], deadline: float, poll_s: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds or ``deadline`` (loop time) passes; shutdown paths only."""
+    loop = asyncio.get_running_loop()
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll_s)
+    return True

@@ -40,6 +40,8 @@ from feature_service.adapters.bus.base import (
     TopologyMismatch,
     dead_letter_headers,
     run_handler,
+    stop_worker,
+    wait_until,
 )
 
 _log = structlog.get_logger("feature_service.bus.memory")
@@ -216,6 +218,7 @@ class _MemoryConsumer:
         self._capacity: asyncio.Future[None] | None = None
         self._in_handler = False
         self._stopping = False
+        self._shutdown: asyncio.Future[None] | None = None
         queue.consumers.append(self)
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"bus-consumer:{queue.name}"
@@ -231,14 +234,19 @@ class _MemoryConsumer:
 
     async def cancel(self, grace: float = 5.0) -> None:
         self._stopping = True
-        task = self._task
-        if task is asyncio.current_task():
-            return  # cancelled from its own handler: the loop exits when the handler returns
-        if self._in_handler and not task.done():
-            await asyncio.wait({task}, timeout=grace)
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._close(grace))
+        if asyncio.current_task() is self._task:
+            return  # called from its own handler: the shutdown proceeds once the handler returns
+        await self._shutdown
+
+    async def _close(self, grace: float) -> None:
+        deadline = asyncio.get_running_loop().time() + grace
+        await stop_worker(self._task, lambda: self._in_handler, deadline)
+        # Settlements that arrive within the grace period still count (a handler may defer its
+        # ack until a write is durable); the rest go back to the queue.
+        await wait_until(lambda: not self.unacked, deadline)
+        self._give_back()
 
     def settle(self, delivery: MemoryDelivery, *, ack: bool, requeue: bool) -> None:
         stats = self._bus.stats
@@ -289,7 +297,8 @@ class _MemoryConsumer:
                     self._in_handler = False
         finally:
             self._stopping = True
-            self._give_back()
+            if self._shutdown is None:  # cancelled from outside (loop shutdown)
+                self._give_back()
 
     def _give_back(self) -> None:
         queue = self._queue
@@ -349,9 +358,9 @@ class MemoryBus:
             QueueSpec(self._dead_letter_queue, arguments=topology.DEAD_LETTER_QUEUE_ARGUMENTS)
         )
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         consumers = list(self._consumers)
-        await asyncio.gather(*(consumer.cancel() for consumer in consumers))
+        await asyncio.gather(*(consumer.cancel(grace) for consumer in consumers))
         self._connected = False
 
     # -- topology --------------------------------------------------------------------------

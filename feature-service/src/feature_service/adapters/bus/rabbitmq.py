@@ -54,6 +54,8 @@ from feature_service.adapters.bus.base import (
     TopologyMismatch,
     dead_letter_headers,
     run_handler,
+    stop_worker,
+    wait_until,
 )
 
 _log = structlog.get_logger("feature_service.bus.rabbitmq")
@@ -90,9 +92,15 @@ def _amqp_safe(value: Any) -> Any:
 
 
 class RabbitDelivery(Delivery):
-    __slots__ = ("_message", "_stats")
+    __slots__ = ("_message", "_owner", "_stats")
 
-    def __init__(self, message: AbstractIncomingMessage, queue: str, stats: BusStats) -> None:
+    def __init__(
+        self,
+        message: AbstractIncomingMessage,
+        queue: str,
+        stats: BusStats,
+        owner: _RabbitConsumer | None = None,
+    ) -> None:
         self.body = message.body
         self.headers = message.headers
         self.queue = queue
@@ -104,6 +112,7 @@ class RabbitDelivery(Delivery):
         self._settled = False
         self._message = message
         self._stats = stats
+        self._owner = owner
 
     @property
     def raw(self) -> AbstractIncomingMessage:
@@ -113,6 +122,8 @@ class RabbitDelivery(Delivery):
         return _message_channel_closed(self._message)
 
     async def _settle(self, *, ack: bool, requeue: bool) -> None:
+        if self._owner is not None:
+            self._owner.outstanding.discard(self)
         stats = self._stats
         try:
             if ack:
@@ -151,8 +162,10 @@ class _RabbitConsumer:
         self._tag: str | None = None
         self._in_handler = False
         self._stopping = False
-        self._finished = False
+        self._shutdown: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # handed to the handler and not settled yet
+        self.outstanding: set[RabbitDelivery] = set()
 
     @property
     def queue(self) -> str:
@@ -180,6 +193,7 @@ class _RabbitConsumer:
         stats = bus.stats
         handler = self._handler
         name = self._name
+        outstanding = self.outstanding
         try:
             while not self._stopping:
                 if not buffer:
@@ -190,7 +204,8 @@ class _RabbitConsumer:
                 message = buffer.popleft()
                 if _message_channel_closed(message):
                     continue  # requeued by the broker with the channel; it comes back
-                delivery = RabbitDelivery(message, name, stats)
+                delivery = RabbitDelivery(message, name, stats, self)
+                outstanding.add(delivery)
                 stats.delivered += 1
                 self._in_handler = True
                 try:
@@ -200,30 +215,34 @@ class _RabbitConsumer:
         finally:
             self._stopping = True
             buffer.clear()  # unacked: closing the channel hands them back to the queue
-            if asyncio.current_task() is self._task and not self._finished:
-                bus._spawn(self._finish())
+            if self._shutdown is None:  # cancelled from outside (loop shutdown)
+                self._shutdown = bus._spawn(self._close(0.0))
 
     async def cancel(self, grace: float = 5.0) -> None:
-        already = self._stopping
         self._stopping = True
-        if not already and self._tag is not None:
-            with suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
-                await asyncio.wait_for(self._queue.cancel(self._tag), grace)
-        task = self._task
-        if task is not None:
-            if task is asyncio.current_task():
-                return  # cancelled from its own handler: _run finishes after the handler
-            if self._in_handler and not task.done():
-                await asyncio.wait({task}, timeout=grace)
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self._finish()
+        if self._shutdown is None:
+            self._shutdown = self._bus._spawn(self._close(grace))
+        if self._task is not None and asyncio.current_task() is self._task:
+            return  # called from its own handler: the shutdown proceeds once the handler returns
+        await self._shutdown
 
-    async def _finish(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
+    async def _close(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self._tag is not None:
+            # basic.cancel: no new deliveries, but the channel stays open for late acks
+            with suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                await asyncio.wait_for(
+                    self._queue.cancel(self._tag), max(deadline - loop.time(), 1.0)
+                )
+        if self._task is not None:
+            await stop_worker(self._task, lambda: self._in_handler, deadline)
+        # Settlements that arrive within the grace period still count (a handler may defer its
+        # ack until a write is durable); closing the channel requeues the rest.
+        await wait_until(
+            lambda: all(delivery.is_stale() for delivery in self.outstanding), deadline
+        )
+        self.outstanding.clear()
         with suppress(*CONNECTION_EXCEPTIONS):
             await self._channel.close()
         self._bus._consumers.discard(self)
@@ -261,7 +280,7 @@ class RabbitMQBus:
         self._known_exchanges: set[str] = set()
         # Declarations to repeat after a reconnect (a replaced broker node starts empty).
         self._replay: dict[tuple[str, ...], Callable[[], Awaitable[Any]]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()
         self._reconnects = 0
         self._last_error: str | None = None
         self._closing = False
@@ -319,12 +338,13 @@ class RabbitMQBus:
         )
         _log.info("bus.connected", url=self._safe_url(), dead_letter_queue=self._dead_letter_queue)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         connection = self._connection
         if connection is None:
             return
+        # Consumers first: while they drain, handlers may still ack and dead-letter.
+        await asyncio.gather(*(consumer.cancel(grace) for consumer in list(self._consumers)))
         self._closing = True
-        await asyncio.gather(*(consumer.cancel() for consumer in list(self._consumers)))
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -355,10 +375,11 @@ class RabbitMQBus:
             except Exception as exc:
                 _log.error("bus.redeclare_failed", what=key, exc_info=exc)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _safe_url(self) -> str:
         url = URL(self._url)

@@ -51,7 +51,7 @@ def ws_gateway_queue(name: str) -> QueueSpec:
     """A ws-gateway input queue: used as it exists, created with ws-gateway's arguments if not."""
     from feature_service.adapters.bus.base import QueueSpec
 
-    return QueueSpec(name=name, passive=True, durable=True, arguments=WS_GATEWAY_QUEUE_ARGUMENTS)
+    return QueueSpec.ws_gateway(name)
 
 
 def ws_gateway_queue_specs(names: Iterable[str]) -> list[QueueSpec]:
