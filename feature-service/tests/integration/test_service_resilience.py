@@ -1,0 +1,118 @@
+"""The service when ws-gateway or the data stops: it keeps running and serving the last features,
+marks them stale, subscribes once ws-gateway comes back, and recovers when data returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from feature_service.config import Settings
+from feature_service.services.runtime import Runtime
+from tests.fixtures.fake_ws_gateway import FakeWsGateway
+from tests.fixtures.market_messages import envelope_trade
+from tests.fixtures.waiting import wait_until
+
+S = 1_000_000
+T0 = 1_795_600_000 * S
+
+
+class ManualClock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def now_us(self) -> int:
+        return self.now
+
+    def sleep_seconds_until(self, t_us: int) -> float:
+        return 3600.0
+
+
+def _settings(tmp_path: Path, **extra: object) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        replay_enabled=False,
+        intervals=[1],
+        stale_after_s=5.0,
+        **extra,
+    )
+
+
+async def test_subscriptions_wait_for_ws_gateway_without_blocking_the_service(
+    tmp_path: Path,
+) -> None:
+    gateway = FakeWsGateway(api_key="gw-key")  # down at start
+    runtime = Runtime(
+        _settings(
+            tmp_path,
+            ws_gateway_url=gateway.base_url,
+            ws_gateway_api_key="gw-key",
+            symbols=["BTCUSDT", "ETHUSDT"],
+        )
+    )
+    await runtime.start()
+    try:
+        checks = await runtime.health_checks()
+        assert checks["bus"]["ok"] and checks["subscriptions"]["pending"] == 10
+        # The service works meanwhile.
+        runtime.live.ingest(orjson.dumps(envelope_trade()), "q")
+        assert runtime.engine.events_processed == 1
+
+        await gateway.astart()
+        await wait_until(
+            lambda: runtime.subscriptions.summary()["active"] == 10, 30, "subscriptions"
+        )
+    finally:
+        await runtime.stop()
+        await gateway.astop()
+
+    posts = [r for r in gateway.requests_to("POST") if r.status == 200]
+    bodies = sorted((r.body["symbol"], r.body["channel_type"]) for r in posts)
+    assert bodies == sorted(
+        (s, c)
+        for s in ("BTCUSDT", "ETHUSDT")
+        for c in ("orderbook", "trades", "ticker", "kline", "funding")
+    )
+    assert all(r.body["requesting_service"] == "feature-service" for r in posts)
+    assert all(r.headers["x-api-key"] == "gw-key" for r in posts)
+    assert gateway.requests_to("DELETE", "/") == []  # never cancelled on shutdown
+    topics = {row["topic"] for row in gateway.rows()}
+    assert "orderbook.1.BTCUSDT" in topics and "publicTrade.ETHUSDT" in topics
+
+
+async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    runtime = Runtime(_settings(tmp_path))
+    await runtime.start()
+    clock = ManualClock(T0 + 100)
+    runtime.live.clock = clock
+    try:
+        runtime.live.ingest(orjson.dumps(envelope_trade(trade_id="a")), "q")
+        clock.now = T0 + 2 * S
+        runtime.live.tick()
+        fresh = runtime.live.latest_vector("BTCUSDT")
+        assert fresh is not None and not fresh.stale
+        assert fresh.features["volume_3s"] == 0.01
+
+        clock.now = T0 + 20 * S  # ws-gateway went quiet: the timer keeps closing intervals
+        runtime.live.tick()
+        stale = runtime.live.latest_vector("BTCUSDT")
+        assert stale is not None and stale.stale
+        assert stale.data_age_ms == (20 * S - 100) / 1000
+        assert stale.features["volume_3s"] == 0.0  # no made-up activity
+        checks = await runtime.health_checks()
+        assert checks["computation"]["stale_symbols"] == ["BTCUSDT"]
+        assert checks["computation"]["data_age_s"] == (20 * S - 100) / S
+
+        clock.now = T0 + 20 * S + 500
+        runtime.live.ingest(orjson.dumps(envelope_trade(trade_id="b")), "q")
+        clock.now = T0 + 21 * S
+        runtime.live.tick()
+        recovered = runtime.live.latest_vector("BTCUSDT")
+        assert recovered is not None and not recovered.stale
+        assert recovered.features["trade_count_3s"] == 1
+        assert (await runtime.health_checks())["computation"]["stale_symbols"] == []
+    finally:
+        await runtime.stop()
