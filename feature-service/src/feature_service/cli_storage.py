@@ -33,6 +33,7 @@ Recompress = Annotated[
 ]
 Level = Annotated[int, typer.Option("--level", help="zstd level for archived files")]
 
+
 def _configured_dirs() -> tuple[Path, Path]:
     """Defaults follow FEATURE_SERVICE_DATA_DIR, like the running service."""
     from feature_service.config import load_settings
