@@ -67,6 +67,39 @@ def generate_sample(
     typer.echo(f"wrote {output}: {summary}")
 
 
+@app.command("validate-identity")
+def validate_identity_cmd(
+    symbol: Annotated[str, typer.Option(help="Symbol to check")],
+    start: Annotated[str, typer.Option("--from", help="UTC day or ISO date-time")],
+    end: Annotated[str, typer.Option("--to", help="UTC day or ISO date-time (exclusive)")],
+    interval: Annotated[str, typer.Option(help="Vector interval to compare")] = "1s",
+) -> None:
+    """Rebuild a stored period offline and compare it with the vectors the live engine published;
+    reports mismatches per feature (exit code 1 on any mismatch)."""
+    import json
+
+    from feature_service.cli_storage import parse_time_us
+    from feature_service.services.identity import validate_identity
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    report = validate_identity(
+        settings.raw_dir,
+        settings.vectors_dir,
+        symbol=symbol.upper(),
+        interval_s=_parse_interval(interval),
+        start_us=parse_time_us(start),
+        end_us=parse_time_us(end),
+        intervals_s=list(settings.intervals),
+    )
+    typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    if report.compared == 0:
+        typer.echo("no live vectors archived for that period", err=True)
+        raise typer.Exit(2)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def serve() -> None:
     """Run the HTTP service (RabbitMQ when FEATURE_SERVICE_RABBITMQ_URL is set, else embedded)."""

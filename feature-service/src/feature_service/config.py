@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         return self.data_dir / "raw"
 
     @cached_property
+    def vectors_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @cached_property
     def archive_dir(self) -> Path:
         return self.data_dir / "archive"
 

@@ -17,6 +17,7 @@ from feature_service.config import Settings
 from feature_service.engine.core import FeatureEngine
 from feature_service.market.events import Kline, MarketEvent, event_type_of
 from feature_service.market.recording import event_to_envelope
+from feature_service.services.identity import validate_identity
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
@@ -105,6 +106,20 @@ async def test_live_vectors_equal_the_feature_library_on_the_same_events(
     # Every vector published once per (time, interval): no duplicate schedulers.
     keys = [(m["timestamp_us"], m["interval"]) for m in live]
     assert len(keys) == len(set(keys))
+
+    # The same check as `feature-service validate-identity`, from the archived live vectors.
+    for interval_s in (1, 3):
+        report = validate_identity(
+            tmp_path / "raw",
+            tmp_path / "features",
+            symbol="BTCUSDT",
+            interval_s=interval_s,
+            start_us=0,
+            end_us=2**62,
+            intervals_s=[1, 3, 15, 60],
+        )
+        assert report.ok, report.as_dict()
+        assert report.compared == sum(1 for m in live if labels[m["interval"]] == interval_s)
 
 
 async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(

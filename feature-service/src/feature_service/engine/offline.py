@@ -49,6 +49,22 @@ def vector_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
+def vectors_to_table(rows: list[FeatureVector], schema: pa.Schema | None = None) -> pa.Table:
+    """Vectors as an Arrow table in the dataset column layout (one column per feature)."""
+    columns: dict[str, list[object]] = {
+        "timestamp": [v.timestamp for v in rows],
+        "symbol": [v.symbol for v in rows],
+        "interval_s": [v.interval_s for v in rows],
+    }
+    for spec in CATALOG:
+        name = spec.name
+        columns[name] = [v.features[name] for v in rows]
+    columns["feature_registry_version"] = [v.registry_version for v in rows]
+    columns["data_age_ms"] = [v.data_age_ms for v in rows]
+    columns["stale"] = [v.stale for v in rows]
+    return pa.Table.from_pydict(columns, schema=schema or vector_schema())
+
+
 class VectorParquetWriter:
     """Streams vectors into one Parquet file in row groups, so memory stays bounded."""
 
@@ -56,7 +72,6 @@ class VectorParquetWriter:
         self.path = path
         self.schema = vector_schema()
         self._batch_rows = batch_rows
-        self._names = [spec.name for spec in CATALOG]
         self._rows: list[FeatureVector] = []
         self._writer: pq.ParquetWriter | None = None
         self.rows_written = 0
@@ -69,23 +84,12 @@ class VectorParquetWriter:
     def _flush(self) -> None:
         if not self._rows and self._writer is not None:
             return
-        rows = self._rows
-        columns: dict[str, list[object]] = {
-            "timestamp": [v.timestamp for v in rows],
-            "symbol": [v.symbol for v in rows],
-            "interval_s": [v.interval_s for v in rows],
-        }
-        for name in self._names:
-            columns[name] = [v.features[name] for v in rows]
-        columns["feature_registry_version"] = [v.registry_version for v in rows]
-        columns["data_age_ms"] = [v.data_age_ms for v in rows]
-        columns["stale"] = [v.stale for v in rows]
-        table = pa.Table.from_pydict(columns, schema=self.schema)
+        table = vectors_to_table(self._rows, self.schema)
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
         self._writer.write_table(table)
-        self.rows_written += len(rows)
+        self.rows_written += len(self._rows)
         self._rows = []
 
     def close(self) -> None:

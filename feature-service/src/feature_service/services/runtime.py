@@ -18,6 +18,7 @@ import orjson
 from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.rawstore.writer import RawWriter
+from feature_service.adapters.vectorstore import VectorArchive
 from feature_service.config import Settings
 from feature_service.engine.clocks import AcceleratedClock, ServiceClock, WallClock
 from feature_service.engine.core import FeatureEngine
@@ -64,7 +65,9 @@ class Runtime:
             publisher=self._publish_vector,
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer,
+            on_vectors=self._archive_vectors,
         )
+        self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
@@ -81,6 +84,9 @@ class Runtime:
         await self.raw_writer.start()
         if self.embedded and s.replay_enabled:
             await self._start_replay()
+        # Live state starts empty now: an offline replay reproducing it starts here too.
+        self.archive.session_start_us = self.live.clock.now_us()
+        self.archive.start()
         for name in s.input_queues.values():
             spec = QueueSpec.ws_gateway(name)
             self._consumers.append(await self.bus.consume(spec, self._on_delivery))
@@ -161,12 +167,16 @@ class Runtime:
         self._consumers.clear()
         await self.live.stop()
         await self.raw_writer.close()
+        await self.archive.close()
         await self.bus.close()
         log.info("service_stopped")
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _on_delivery(self, delivery: Delivery) -> None:
         await self.live.on_delivery(delivery)
+
+    def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
+        self.archive.add(vectors)
 
     async def _publish_vector(self, vector: FeatureVector) -> None:
         await self.bus.publish(

@@ -1,0 +1,112 @@
+"""Online/offline identity check: rebuild a stored period offline from raw Parquet and compare it
+with the vectors the live engine published (the vector archive), feature by feature.
+
+Each live session started with empty state, so the offline replay for a session starts at that
+session's start and runs the same FeatureEngine over the stored events in receive order. Floats
+are compared bit for bit (null equals null); there is no tolerance to tune.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from feature_service.adapters.rawstore.reader import RawReader
+from feature_service.adapters.vectorstore import read_archived
+from feature_service.engine.core import FeatureEngine
+from feature_service.features.catalog import FEATURE_NAMES
+
+
+@dataclass(slots=True)
+class IdentityReport:
+    symbol: str
+    interval_s: int
+    compared: int = 0
+    identical_rows: int = 0
+    missing_offline: int = 0
+    sessions: int = 0
+    mismatches: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.compared > 0 and not self.mismatches and self.missing_offline == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "interval_s": self.interval_s,
+            "sessions": self.sessions,
+            "compared": self.compared,
+            "identical_rows": self.identical_rows,
+            "missing_offline": self.missing_offline,
+            "mismatches_per_feature": dict(self.mismatches),
+            "examples": self.examples,
+            "ok": self.ok,
+        }
+
+
+def _same(a: object, b: object) -> bool:
+    a_null = a is None or (isinstance(a, float) and math.isnan(a))
+    b_null = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_null or b_null:
+        return a_null and b_null
+    return a == b
+
+
+def validate_identity(
+    raw_root: Path,
+    vectors_root: Path,
+    *,
+    symbol: str,
+    interval_s: int,
+    start_us: int,
+    end_us: int,
+    intervals_s: list[int],
+    max_examples: int = 20,
+) -> IdentityReport:
+    report = IdentityReport(symbol, interval_s)
+    live = read_archived(vectors_root, symbol, interval_s, start_us, end_us)
+    if live.empty:
+        return report
+    live_ts = live["timestamp"].dt.as_unit("us").astype("int64")
+    sessions = live["session_start"].dt.as_unit("us").astype("int64")
+    reader = RawReader(raw_root)
+    for session_start in sorted(set(sessions.tolist())):
+        report.sessions += 1
+        rows = live[sessions == session_start]
+        stamps = live_ts[sessions == session_start]
+        last = int(stamps.max())
+        engine = FeatureEngine(intervals_s=intervals_s)
+        offline: dict[int, dict[str, float | int | None]] = {}
+        for event in reader.iter_events(symbols=[symbol], start_us=session_start, end_us=last):
+            for vector in engine.process(event):
+                if vector.interval_s == interval_s:
+                    offline[vector.timestamp] = vector.features
+        for vector in engine.advance_to(last):
+            if vector.interval_s == interval_s:
+                offline[vector.timestamp] = vector.features
+        for t, (_, row) in zip(stamps.tolist(), rows.iterrows(), strict=True):
+            expected = offline.get(t)
+            if expected is None:
+                report.missing_offline += 1
+                continue
+            report.compared += 1
+            bad = [name for name in FEATURE_NAMES if not _same(row[name], expected[name])]
+            if not bad:
+                report.identical_rows += 1
+            for name in bad:
+                report.mismatches[name] += 1
+                if len(report.examples) < max_examples:
+                    report.examples.append(
+                        {
+                            "timestamp_us": t,
+                            "feature": name,
+                            "live": row[name],
+                            "offline": expected[name],
+                        }
+                    )
+    return report
