@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT"])
     registry_path: Path | None = None
+    migrations_dir: Path | None = None
 
     # Features
     intervals: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 3, 15, 60])

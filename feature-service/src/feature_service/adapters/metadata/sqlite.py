@@ -1,0 +1,495 @@
+"""SQLite metadata store (aiosqlite): the embedded default, one file, no server.
+
+Same behaviour as the PostgreSQL store. Storage: UUIDs as canonical text, JSON and arrays as
+JSON text, timestamps as UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (text order = time order),
+booleans as 0/1, rates rounded to 4 decimals like PostgreSQL's DECIMAL(5,4).
+
+One connection serves the store; an ``asyncio.Lock`` serialises its use, so a coroutine never
+sees another's open transaction. Writes that span statements use ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from uuid import UUID
+
+import aiosqlite
+import orjson
+
+from feature_service.adapters.metadata import migrations as mig
+from feature_service.adapters.metadata.base import (
+    ConstraintViolation,
+    StoreKind,
+    StoreNotConnected,
+)
+from feature_service.adapters.metadata.records import (
+    DATASET_ARRAY_FIELDS,
+    DATASET_FIELDS,
+    DATASET_JSON_FIELDS,
+    DATASET_TIME_FIELDS,
+    QUALITY_ARRAY_FIELDS,
+    QUALITY_FIELDS,
+    QUALITY_JSON_FIELDS,
+    QUALITY_RATE_FIELDS,
+    QUALITY_TIME_FIELDS,
+    REGISTRY_ARRAY_FIELDS,
+    REGISTRY_FIELDS,
+    REGISTRY_JSON_FIELDS,
+    REGISTRY_TIME_FIELDS,
+    DataQualityReportRecord,
+    DatasetRecord,
+    RegistryVersionRecord,
+    as_utc,
+    check_dataset_fields,
+    quantize_rate,
+    utc_now,
+)
+
+_DATASET_COLS: Final = ", ".join(DATASET_FIELDS)
+_REGISTRY_COLS: Final = ", ".join(REGISTRY_FIELDS)
+_QUALITY_COLS: Final = ", ".join(QUALITY_FIELDS)
+
+_TIME: Final = DATASET_TIME_FIELDS | REGISTRY_TIME_FIELDS | QUALITY_TIME_FIELDS
+_JSON: Final = (
+    DATASET_JSON_FIELDS
+    | DATASET_ARRAY_FIELDS
+    | REGISTRY_JSON_FIELDS
+    | REGISTRY_ARRAY_FIELDS
+    | QUALITY_JSON_FIELDS
+    | QUALITY_ARRAY_FIELDS
+)
+
+
+def _to_text_time(value: datetime) -> str:
+    return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name == "warnings" and value is None:  # NOT NULL array: "no warnings" is empty
+        return "[]"
+    if value is None:
+        return None
+    if name in _TIME:
+        return _to_text_time(value)
+    if name in _JSON:
+        return orjson.dumps(value).decode()
+    if name == "id":
+        return str(value)
+    if name == "is_active":
+        return int(bool(value))
+    if name in QUALITY_RATE_FIELDS:
+        return float(quantize_rate(value))
+    return value
+
+
+def _decode(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _TIME:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if name in _JSON:
+        return orjson.loads(value)
+    if name == "id":
+        return UUID(value)
+    if name == "is_active":
+        return bool(value)
+    if name in QUALITY_RATE_FIELDS:
+        return float(value)
+    return value
+
+
+def _values(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    return {n: _decode(n, row[n]) for n in names}
+
+
+def _dataset(row: Mapping[str, Any]) -> DatasetRecord:
+    values = _values(row, DATASET_FIELDS)
+    values["warnings"] = values["warnings"] or []
+    return DatasetRecord(**values)
+
+
+def _registry(row: Mapping[str, Any]) -> RegistryVersionRecord:
+    return RegistryVersionRecord(**_values(row, REGISTRY_FIELDS))
+
+
+def _quality(row: Mapping[str, Any]) -> DataQualityReportRecord:
+    values = _values(row, QUALITY_FIELDS)
+    values["recommendations"] = values["recommendations"] or []
+    return DataQualityReportRecord(**values)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+@asynccontextmanager
+async def _translate_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        message = str(exc)
+        _, _, constraint = message.partition(": ")
+        raise ConstraintViolation(message, constraint or None) from exc
+
+
+class _SqliteMigrationSession:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def ensure_table(self) -> None:
+        await self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {mig.MIGRATIONS_TABLE} ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
+        )
+
+    async def applied(self) -> list[mig.AppliedMigration]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT version, name, checksum, applied_at FROM {mig.MIGRATIONS_TABLE}"
+            " ORDER BY version"
+        )
+        return [
+            mig.AppliedMigration(
+                int(r[0]), r[1], r[2], datetime.fromisoformat(r[3]).replace(tzinfo=UTC)
+            )
+            for r in rows
+        ]
+
+    async def _run(self, migration: mig.Migration, body: str, *, applying: bool) -> bool:
+        # Another process may have run this migration since the plan was made: the check and
+        # the work share one write transaction, and an already-done step is skipped.
+        conn = self._conn
+        statements = split_statements(body)
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            recorded = await conn.execute_fetchall(
+                f"SELECT 1 FROM {mig.MIGRATIONS_TABLE} WHERE version = ?", [migration.version]
+            )
+            if bool(recorded) == applying:
+                await conn.execute("ROLLBACK")
+                return False
+            for statement in statements:
+                await conn.execute(statement)
+            if applying:
+                await conn.execute(
+                    f"INSERT INTO {mig.MIGRATIONS_TABLE} (version, name, checksum, applied_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                        _to_text_time(utc_now()),
+                    ],
+                )
+            else:
+                await conn.execute(
+                    f"DELETE FROM {mig.MIGRATIONS_TABLE} WHERE version = ?", [migration.version]
+                )
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise mig.MigrationError(f"migration {migration.label} failed: {exc}") from exc
+            raise
+        return True
+
+    async def apply(self, migration: mig.Migration) -> bool:
+        return await self._run(migration, migration.up_sql, applying=True)
+
+    async def revert(self, migration: mig.Migration) -> bool:
+        assert migration.down_sql is not None  # plan_downgrade refuses migrations without one
+        return await self._run(migration, migration.down_sql, applying=False)
+
+
+def split_statements(script: str) -> list[str]:
+    """A SQL file as single statements (``execute`` takes one; ``executescript`` would commit
+    the surrounding transaction). Comment-only leftovers are dropped."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    leftover = "".join(
+        line for line in buffer.splitlines(keepends=True) if not line.lstrip().startswith("--")
+    )
+    if leftover.strip():
+        raise mig.MigrationError(f"incomplete SQL statement at the end: {leftover.strip()[:80]!r}")
+    return statements
+
+
+class SqliteMetadataStore:
+    def __init__(self, path: Path | str, *, migrations_dir: Path | None = None) -> None:
+        self._path = str(path)
+        self._migrations_dir = migrations_dir
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def kind(self) -> StoreKind:
+        return "sqlite"
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await conn.close()
+
+    async def ping(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            async with asyncio.timeout(5.0):
+                rows = await self._fetch("SELECT 1")
+            return rows[0][0] == 1
+        except Exception:  # a health probe reports, it does not raise
+            return False
+
+    @property
+    def _c(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreNotConnected()
+        return self._conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        conn = self._c
+        async with self._lock, _translate_errors():
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._fetch(sql, params)
+        return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = self._c
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                async with _translate_errors():
+                    yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    # -- schema -------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _migration_session(self) -> AsyncIterator[_SqliteMigrationSession]:
+        conn = self._c
+        async with self._lock:
+            yield _SqliteMigrationSession(conn)
+
+    async def upgrade(self, to: int | None = None) -> list[int]:
+        migrations = mig.resolve_migrations(self._migrations_dir, "sqlite")
+        async with self._migration_session() as session:
+            done = await mig.run_upgrade(session, migrations, to)
+        return [m.version for m in done]
+
+    async def downgrade(self, *, to: int | None = None, steps: int | None = None) -> list[int]:
+        migrations = mig.resolve_migrations(self._migrations_dir, "sqlite")
+        async with self._migration_session() as session:
+            done = await mig.run_downgrade(session, migrations, to=to, steps=steps)
+        return [m.version for m in done]
+
+    async def migration_status(self) -> list[mig.MigrationState]:
+        migrations = mig.resolve_migrations(self._migrations_dir, "sqlite")
+        async with self._migration_session() as session:
+            return await mig.run_status(session, migrations)
+
+    # -- datasets -----------------------------------------------------------------------------
+    async def create_dataset(self, record: DatasetRecord) -> DatasetRecord:
+        values = [_encode(n, getattr(record, n)) for n in DATASET_FIELDS]
+        row = await self._fetchone(
+            f"INSERT INTO datasets ({_DATASET_COLS}) VALUES ({_placeholders(len(values))})"
+            f" RETURNING {_DATASET_COLS}",
+            values,
+        )
+        assert row is not None
+        return _dataset(row)
+
+    async def update_dataset(self, dataset_id: UUID, **fields: Any) -> DatasetRecord:
+        check_dataset_fields(frozenset(fields))
+        if not fields:
+            found = await self.get_dataset(dataset_id)
+            if found is None:
+                raise KeyError(dataset_id)
+            return found
+        assignments = ", ".join(f"{n} = ?" for n in fields)
+        values = [_encode(n, v) for n, v in fields.items()]
+        row = await self._fetchone(
+            f"UPDATE datasets SET {assignments} WHERE id = ? RETURNING {_DATASET_COLS}",
+            [*values, str(dataset_id)],
+        )
+        if row is None:
+            raise KeyError(dataset_id)
+        return _dataset(row)
+
+    async def get_dataset(self, dataset_id: UUID) -> DatasetRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_DATASET_COLS} FROM datasets WHERE id = ?", [str(dataset_id)]
+        )
+        return None if row is None else _dataset(row)
+
+    async def list_datasets(
+        self, status: str | None = None, symbol: str | None = None, limit: int = 1000
+    ) -> list[DatasetRecord]:
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if symbol is not None:
+            where.append("symbol = ?")
+            args.append(symbol)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT {_DATASET_COLS} FROM datasets{clause}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [_dataset(r) for r in rows]
+
+    async def delete_dataset(self, dataset_id: UUID) -> bool:
+        rows = await self._fetch(
+            "DELETE FROM datasets WHERE id = ? RETURNING id", [str(dataset_id)]
+        )
+        return bool(rows)
+
+    async def count_datasets_by_registry_version(self, version: str) -> int:
+        rows = await self._fetch(
+            "SELECT count(*) FROM datasets WHERE feature_registry_version = ?", [version]
+        )
+        return int(rows[0][0])
+
+    # -- feature registry versions ------------------------------------------------------------
+    async def upsert_registry_version(self, record: RegistryVersionRecord) -> RegistryVersionRecord:
+        values = [_encode(n, getattr(record, n)) for n in REGISTRY_FIELDS]
+        updates = ", ".join(
+            f"{n} = excluded.{n}" for n in REGISTRY_FIELDS if n not in ("version", "created_at")
+        )
+        row = await self._fetchone(
+            f"INSERT INTO feature_registry_versions ({_REGISTRY_COLS})"
+            f" VALUES ({_placeholders(len(values))})"
+            f" ON CONFLICT (version) DO UPDATE SET {updates} RETURNING {_REGISTRY_COLS}",
+            values,
+        )
+        assert row is not None
+        return _registry(row)
+
+    async def get_registry_version(self, version: str) -> RegistryVersionRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = ?", [version]
+        )
+        return None if row is None else _registry(row)
+
+    async def list_registry_versions(self) -> list[RegistryVersionRecord]:
+        rows = await self._fetch(
+            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions"
+            " ORDER BY created_at DESC, version DESC"
+        )
+        return [_registry(r) for r in rows]
+
+    async def get_active_registry_version(self) -> RegistryVersionRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE is_active = 1"
+        )
+        return None if row is None else _registry(row)
+
+    async def activate_registry_version(
+        self,
+        version: str,
+        activated_by: str | None,
+        reason: str | None,
+        *,
+        rollback_from: str | None = None,
+        now: datetime | None = None,
+    ) -> RegistryVersionRecord:
+        loaded_at = _to_text_time(now or utc_now())
+        async with self._transaction() as conn:
+            found = await conn.execute_fetchall(
+                f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = ?",
+                [version],
+            )
+            if not found:
+                raise KeyError(version)
+            target = next(iter(found))
+            if target["is_active"]:
+                return _registry(target)
+            current = await conn.execute_fetchall(
+                "UPDATE feature_registry_versions SET is_active = 0 WHERE is_active = 1"
+                " RETURNING version"
+            )
+            previous = next((r[0] for r in current), None)
+            rows = await conn.execute_fetchall(
+                "UPDATE feature_registry_versions SET is_active = 1, loaded_at = ?,"
+                " activated_by = ?, activation_reason = ?, rollback_from = ?,"
+                " previous_version = COALESCE(?, previous_version)"
+                f" WHERE version = ? RETURNING {_REGISTRY_COLS}",
+                [loaded_at, activated_by, reason, rollback_from, previous, version],
+            )
+            return _registry(next(iter(rows)))
+
+    async def delete_registry_version(self, version: str) -> bool:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT is_active FROM feature_registry_versions WHERE version = ?", [version]
+            )
+            if not rows:
+                return False
+            if next(iter(rows))[0]:
+                raise ValueError(f"registry version {version} is active: activate another first")
+            await conn.execute("DELETE FROM feature_registry_versions WHERE version = ?", [version])
+        return True
+
+    # -- data quality reports -----------------------------------------------------------------
+    async def insert_quality_report(
+        self, record: DataQualityReportRecord
+    ) -> DataQualityReportRecord:
+        values = [_encode(n, getattr(record, n)) for n in QUALITY_FIELDS]
+        row = await self._fetchone(
+            f"INSERT INTO data_quality_reports ({_QUALITY_COLS})"
+            f" VALUES ({_placeholders(len(values))}) RETURNING {_QUALITY_COLS}",
+            values,
+        )
+        assert row is not None
+        return _quality(row)
+
+    async def latest_quality_report(
+        self, symbol: str, start: datetime, end: datetime
+    ) -> DataQualityReportRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_QUALITY_COLS} FROM data_quality_reports"
+            " WHERE symbol = ? AND period_start >= ? AND period_end <= ?"
+            " ORDER BY created_at DESC, period_end DESC, id DESC LIMIT 1",
+            [symbol, _to_text_time(start), _to_text_time(end)],
+        )
+        return None if row is None else _quality(row)
