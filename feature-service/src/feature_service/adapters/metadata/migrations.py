@@ -3,8 +3,8 @@
 Files live in ``ws-gateway/migrations`` (ws-gateway owns the shared database schema):
 ``NNN_name.up.sql`` / ``NNN_name.down.sql`` for PostgreSQL and the SQLite twins
 ``NNN_name.sqlite.up.sql`` / ``NNN_name.sqlite.down.sql``. Each migration runs in its own
-transaction together with its row in ``feature_service_schema_migrations (version, name, checksum, applied_at)``,
-so a failed migration leaves neither its changes nor its record behind.
+transaction together with its row in ``feature_service_schema_migrations`` (version, name,
+checksum, applied_at), so a failed migration leaves neither its changes nor its record behind.
 
 The checksum is the SHA-256 of the up file (line endings normalised). An applied migration whose
 file has changed since is refused: the database no longer matches the files, and guessing which
