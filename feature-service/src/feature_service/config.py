@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     dead_letter_queue: str = "feature-service.dead-letter"
     features_exchange: str = "features.live"
     dataset_ready_queue: str = "features.dataset.ready"
+    dataset_build_parallelism: int = 1
 
     # Embedded replay source (used when rabbitmq_url is unset)
     replay_enabled: bool = True

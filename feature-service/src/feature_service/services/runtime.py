@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
+from feature_service.adapters.metadata.base import MetadataStore
+from feature_service.adapters.metadata.factory import create_metadata_store
 from feature_service.adapters.rawstore.writer import RawWriter
 from feature_service.adapters.vectorstore import VectorArchive
 from feature_service.config import Settings
@@ -27,6 +27,7 @@ from feature_service.engine.vector import FeatureVector, interval_label
 from feature_service.logging import get_logger
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
+from feature_service.services.datasets import DatasetService
 from feature_service.services.replay import ReplaySource
 
 log = get_logger(__name__)
@@ -39,7 +40,13 @@ def default_sample_path() -> Path:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, bus: MessageBus | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: MessageBus | None = None,
+        store: MetadataStore | None = None,
+    ) -> None:
         self.settings = settings
         self.registry: Registry = load_registry(settings.registry_path)
         if not self.registry.is_valid:
@@ -68,6 +75,19 @@ class Runtime:
             on_vectors=self._archive_vectors,
         )
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
+        self.store = store or create_metadata_store(
+            settings.database_url, settings.sqlite_path, settings.migrations_dir
+        )
+        self.datasets = DatasetService(
+            self.store,
+            self.registry,
+            settings.raw_dir,
+            settings.datasets_dir,
+            bus=self.bus,
+            ready_queue=settings.dataset_ready_queue,
+            parallelism=settings.dataset_build_parallelism,
+            base_url=f"http://{settings.host}:{settings.port}",
+        )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
@@ -79,6 +99,11 @@ class Runtime:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.connect()
+        applied = await self.store.upgrade()
+        if applied:
+            log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
         await self.raw_writer.start()
@@ -91,6 +116,7 @@ class Runtime:
             spec = QueueSpec.ws_gateway(name)
             self._consumers.append(await self.bus.consume(spec, self._on_delivery))
         self.live.start()
+        await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         if s.ws_gateway_url:
             self._start_subscriptions()
@@ -165,10 +191,12 @@ class Runtime:
         for consumer in self._consumers:
             await consumer.cancel()
         self._consumers.clear()
+        await self.datasets.stop()
         await self.live.stop()
         await self.raw_writer.close()
         await self.archive.close()
         await self.bus.close()
+        await self.store.close()
         log.info("service_stopped")
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -227,30 +255,4 @@ class Runtime:
         return None if last is None else max(0.0, (now_us - last) / 1e6)
 
     async def _metadata_check(self) -> dict[str, Any]:
-        url = self.settings.database_url
-        if url:
-            import asyncpg
-
-            try:
-                conn = await asyncio.wait_for(asyncpg.connect(url), timeout=2.0)
-                try:
-                    await conn.fetchval("select 1")
-                finally:
-                    await conn.close()
-                return {"ok": True, "kind": "postgresql"}
-            except Exception as exc:
-                return {"ok": False, "kind": "postgresql", "error": repr(exc)}
-        path = self.settings.sqlite_path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            import sqlite3
-
-            with sqlite3.connect(path) as db:
-                db.execute("select 1")
-            return {"ok": True, "kind": "sqlite", "path": str(path)}
-        except Exception as exc:
-            return {"ok": False, "kind": "sqlite", "error": repr(exc)}
-
-
-def dump_json(obj: object) -> bytes:
-    return orjson.dumps(obj)
+        return {"ok": await self.store.ping(), "kind": self.store.kind}

@@ -1,0 +1,272 @@
+"""One dataset build, start to finish, as a plain synchronous function (run in a worker thread).
+
+raw Parquet --(RawReader, receive order)--> FeatureEngine (the live code) --> feature rows
+--> targets from the future only --> splits with purge + embargo --> leakage check --> files
+--> manifest. Nothing here knows about HTTP, the database or the bus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from feature_service import __version__
+from feature_service.adapters.rawstore.reader import RawReader
+from feature_service.datasets import (
+    DatasetBuildRequest,
+    LeakageGuard,
+    Period,
+    add_targets,
+    build_manifest,
+    check_no_leakage,
+    content_hash,
+    manifest_hash,
+    random_split,
+    time_based_split,
+    walk_forward_counts,
+    walk_forward_folds,
+    walk_forward_warnings,
+    write_manifest,
+    write_split,
+)
+from feature_service.engine.core import FeatureEngine
+from feature_service.engine.offline import vectors_to_table
+from feature_service.engine.vector import FeatureVector
+from feature_service.registry.loader import Registry
+
+ProgressFn = Callable[[dict[str, Any]], None]
+BATCH_ROWS = 50_000
+META_COLUMNS = ("timestamp", "symbol", "interval_s")
+TARGET_COLUMNS = ("target", "target_return")
+
+
+class BuildFailed(Exception):
+    """A build that cannot complete, with a message meant for the requester."""
+
+
+@dataclass(slots=True)
+class BuildResult:
+    files: dict[str, str]  # split (or fold_k_split) -> file path relative to the dataset dir
+    counts: dict[str, int]  # train / validation / test records
+    splits_info: dict[str, Any]
+    folds: list[dict[str, Any]] | None
+    warnings: list[str]
+    manifest: dict[str, Any]
+    rows: int
+    dropped_targets: int
+    elapsed_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def available_period(raw_root: Path, symbol: str) -> Period | None:
+    found = RawReader(raw_root).available_range(symbol)
+    return None if found is None else Period(found[0], found[1])
+
+
+def check_data_available(raw_root: Path, req: DatasetBuildRequest) -> str | None:
+    """A message naming what exists when the requested span has no raw data, else None."""
+    span = req.span()
+    if span is None:
+        return None
+    have = available_period(raw_root, req.symbol)
+    if have is None:
+        return f"no raw data stored for {req.symbol}"
+    if have.end_us <= span.start_us or have.start_us >= span.end_us:
+        return (
+            f"no raw data for {req.symbol} in the requested period {_fmt(span)}; "
+            f"available: {_fmt(have)}"
+        )
+    return None
+
+
+def _fmt(p: Period) -> str:
+    d = p.to_dict()
+    return f"[{d['start']}, {d['end']})"
+
+
+class _Progress:
+    """Replay progress by receive time through the read window, with an ETA."""
+
+    def __init__(self, window: Period, report: ProgressFn | None) -> None:
+        self._window = window
+        self._report = report
+        self._started = time.monotonic()
+        self._last = 0.0
+        self.rows = 0
+
+    def update(self, t_us: int, stage: str = "replay", *, force: bool = False) -> None:
+        if self._report is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.5:
+            return
+        self._last = now
+        span = max(1, self._window.end_us - self._window.start_us)
+        replay = min(1.0, max(0.0, (t_us - self._window.start_us) / span))
+        fraction = 0.9 * replay if stage == "replay" else 0.95 if stage == "split" else 1.0
+        elapsed = now - self._started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+        self._report(
+            {
+                "stage": stage,
+                "fraction": round(fraction, 4),
+                "rows": self.rows,
+                "elapsed_s": round(elapsed, 3),
+                "eta_s": None if eta is None else round(eta, 3),
+            }
+        )
+
+
+def compute_rows(
+    req: DatasetBuildRequest,
+    raw_root: Path,
+    window: Period,
+    keep: Period,
+    progress: _Progress,
+) -> pd.DataFrame:
+    """Feature rows of ``req.interval_s`` with close times in ``keep``, replaying every stored
+    event of ``window`` through the engine in batches (memory grows with rows, not events)."""
+    engine = FeatureEngine(intervals_s=[req.interval_s])
+    reader = RawReader(raw_root)
+    batches: list[pd.DataFrame] = []
+    pending: list[FeatureVector] = []
+
+    def take(vectors: list[FeatureVector]) -> None:
+        for v in vectors:
+            if keep.start_us <= v.timestamp <= keep.end_us:
+                pending.append(v)
+        if len(pending) >= BATCH_ROWS:
+            flush()
+
+    def flush() -> None:
+        if pending:
+            batches.append(vectors_to_table(pending).to_pandas())
+            progress.rows += len(pending)
+            pending.clear()
+
+    for event in reader.iter_events(
+        symbols=[req.symbol], start_us=window.start_us, end_us=window.end_us
+    ):
+        take(engine.process(event))
+        progress.update(event.receive_ts)
+    # Boundaries after the last stored event close as the live timer would close them.
+    take(engine.advance_to(window.end_us))
+    flush()
+    if not batches:
+        return vectors_to_table([]).to_pandas()
+    return pd.concat(batches, ignore_index=True)
+
+
+def build_dataset(
+    req: DatasetBuildRequest,
+    registry: Registry,
+    raw_root: Path,
+    out_dir: Path,
+    *,
+    progress: ProgressFn | None = None,
+) -> BuildResult:
+    started = time.monotonic()
+    span = req.span()
+    if span is None:
+        raise BuildFailed("the request defines no period")
+    guard = LeakageGuard.for_request(req, registry)
+    window = guard.read_window(span)
+    tracker = _Progress(window, progress)
+    keep = Period(span.start_us, span.end_us + guard.horizon_s * 1_000_000)
+    rows = compute_rows(req, raw_root, window, keep, tracker)
+    if rows.empty:
+        raise BuildFailed(f"no feature rows for {req.symbol} in {_fmt(span)}")
+    tracker.update(window.end_us, "split", force=True)
+
+    rows, dropped = add_targets(rows, req.target_config, req.interval_s)
+    features = list(req.selected_features(registry))
+    rows = rows[[*META_COLUMNS, *features, *TARGET_COLUMNS]]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    warnings: list[str] = []
+    folds_info: list[dict[str, Any]] | None = None
+    leaks: list[str] = []
+
+    def write(name: str, frame: pd.DataFrame) -> None:
+        path = write_split(frame.reset_index(drop=True), out_dir / name, req.output_format)
+        files[name] = path.name
+
+    if req.split_strategy == "walk_forward":
+        cfg = req.walk_forward_config
+        assert cfg is not None
+        folds = walk_forward_folds(rows, cfg, guard.horizon_s, guard.embargo_s)
+        warnings += walk_forward_warnings(folds)
+        folds_info = [f.info() for f in folds]
+        for fold in folds:
+            if fold.skipped:
+                continue
+            leaks += check_no_leakage(list(fold), guard.horizon_s, guard.embargo_s)
+            for split in fold:
+                write(f"fold_{fold.index}_{split.name}", split.frame)
+        counts = walk_forward_counts(folds)
+        splits_info: dict[str, Any] = {"folds": folds_info}
+    else:
+        if req.split_strategy == "random":
+            rnd = req.random_config
+            assert rnd is not None
+            splits = random_split(
+                rows,
+                (rnd.train_fraction, rnd.validation_fraction, rnd.test_fraction),
+                rnd.seed,
+                span,
+            )
+        else:
+            splits = time_based_split(rows, req, guard)
+            leaks += check_no_leakage(list(splits), guard.horizon_s, guard.embargo_s)
+        warnings += splits.warnings
+        for split in splits:
+            write(split.name, split.frame)
+        counts = splits.counts()
+        splits_info = splits.info()
+    if leaks and req.data_leakage_check:
+        raise BuildFailed("leakage check failed: " + "; ".join(leaks))
+    warnings += [f"leakage: {msg}" for msg in leaks]
+
+    hashes = {name: content_hash(out_dir / file) for name, file in files.items()}
+    have = available_period(raw_root, req.symbol)
+    manifest = build_manifest(
+        req,
+        registry,
+        __version__,
+        window
+        if have is None
+        else Period(max(window.start_us, have.start_us), min(window.end_us, have.end_us)),
+        _raw_files(raw_root, req.symbol),
+        counts,
+        folds_info,
+        hashes,
+    )
+    manifest["outputs"] = dict(sorted(files.items()))
+    manifest["warnings"] = warnings
+    manifest["dropped_rows_without_target"] = dropped
+    manifest["content_sha256"] = manifest_hash(manifest)
+    write_manifest(out_dir, manifest)
+    tracker.update(window.end_us, "done", force=True)
+    return BuildResult(
+        files=files,
+        counts={k: int(counts.get(k, 0)) for k in ("train", "validation", "test")},
+        splits_info=splits_info,
+        folds=folds_info,
+        warnings=warnings,
+        manifest=manifest,
+        rows=len(rows),
+        dropped_targets=dropped,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _raw_files(raw_root: Path, symbol: str) -> list[str]:
+    return sorted(
+        str(p.relative_to(raw_root)) for p in raw_root.glob(f"*/*/{symbol}/*.parquet")
+    ) + sorted(str(p.relative_to(raw_root)) for p in raw_root.glob(f"*/*/*/{symbol}/*.parquet"))
