@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
@@ -17,6 +18,7 @@ from feature_service.logging import configure_logging
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(storage_app, name="storage")
 app.add_typer(db_app, name="db")
+app.add_typer(dataset_app, name="dataset")
 
 
 def _parse_interval(text: str) -> int:
