@@ -79,15 +79,17 @@ class DatasetService:
         if self.bus is not None:
             await self.bus.declare_queue(self.ready_queue)
         # Builds a previous process accepted but did not finish run again, in order.
-        for status in ("building", "queued"):
-            for rec in sorted(
-                await self.store.list_datasets(status=status), key=lambda r: r.created_at
-            ):
-                if rec.request is None:
-                    await self._fail(rec.id, "interrupted by a restart; request not recorded")
-                    continue
-                await self.store.update_dataset(rec.id, status="queued", progress=None)
-                self._enqueue(rec.id)
+        unfinished = [
+            rec
+            for status in ("building", "queued")
+            for rec in await self.store.list_datasets(status=status)
+        ]
+        for rec in sorted(unfinished, key=lambda r: r.created_at):
+            if rec.request is None:
+                await self._fail(rec.id, "interrupted by a restart; request not recorded")
+                continue
+            await self.store.update_dataset(rec.id, status="queued", progress=None)
+            self._enqueue(rec.id)
         self._workers = [
             asyncio.create_task(self._worker(), name=f"dataset-worker-{i}")
             for i in range(self._parallelism)
