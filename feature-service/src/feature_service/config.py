@@ -129,8 +129,6 @@ class Settings(BaseSettings):
             "ticker": self.queue_ticker,
             "funding": self.queue_funding,
         }
-        if self.consume_orders:
-            queues["order"] = self.queue_order
         return queues
 
 

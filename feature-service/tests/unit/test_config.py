@@ -35,7 +35,7 @@ def test_csv_variables_and_normalisation(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.symbols == ["BTCUSDT", "ETHUSDT"]
     assert s.api_keys == ["a", "b"]
     assert s.intervals == [1, 60]
-    assert s.input_queues["order"] == "ws-gateway.order"
+    assert s.consume_orders and "order" not in s.input_queues  # executions have their own path
 
 
 def test_bad_interval_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

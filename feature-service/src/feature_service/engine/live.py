@@ -111,12 +111,17 @@ class LiveEngine:
         if self._raw_sink is None or not events:
             await delivery.ack()
             return
-        futures = [self._raw_sink.submit(event, delivery.body) for event in events]
-        done = asyncio.gather(*futures)
-        self._pending_acks.add(done)
-        done.add_done_callback(lambda fut: self._ack_when_stored(fut, delivery))
+        self.ack_when_stored(
+            delivery, [self._raw_sink.submit(event, delivery.body) for event in events]
+        )
 
-    def _ack_when_stored(self, fut: asyncio.Future[Any], delivery: DeliveryLike) -> None:
+    def ack_when_stored(self, delivery: DeliveryLike, stored: list[asyncio.Future[None]]) -> None:
+        """Acknowledge once every future resolved (the message is durably on disk)."""
+        done = asyncio.gather(*stored)
+        self._pending_acks.add(done)
+        done.add_done_callback(lambda fut: self._after_store(fut, delivery))
+
+    def _after_store(self, fut: asyncio.Future[Any], delivery: DeliveryLike) -> None:
         self._pending_acks.discard(fut)
         if fut.cancelled() or fut.exception() is not None:
             # Not acknowledged: the broker redelivers it after a reconnect or restart.

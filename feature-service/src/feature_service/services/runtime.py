@@ -17,6 +17,7 @@ from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.factory import create_metadata_store
+from feature_service.adapters.rawstore.layout import Kind
 from feature_service.adapters.rawstore.writer import RawWriter
 from feature_service.adapters.vectorstore import VectorArchive
 from feature_service.config import Settings
@@ -25,6 +26,8 @@ from feature_service.engine.core import FeatureEngine
 from feature_service.engine.live import LiveEngine, vector_to_json
 from feature_service.engine.vector import FeatureVector, interval_label
 from feature_service.logging import get_logger
+from feature_service.market.errors import MessageRejected
+from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.services.datasets import DatasetService
@@ -115,6 +118,9 @@ class Runtime:
         for name in s.input_queues.values():
             spec = QueueSpec.ws_gateway(name)
             self._consumers.append(await self.bus.consume(spec, self._on_delivery))
+        if s.consume_orders:
+            spec = QueueSpec.ws_gateway(s.queue_order)
+            self._consumers.append(await self.bus.consume(spec, self._on_execution))
         self.live.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
@@ -202,6 +208,19 @@ class Runtime:
     # -- plumbing ------------------------------------------------------------------------------
     async def _on_delivery(self, delivery: Delivery) -> None:
         await self.live.on_delivery(delivery)
+
+    async def _on_execution(self, delivery: Delivery) -> None:
+        """Own executions: stored raw (acknowledged once on disk), never fed to features."""
+        try:
+            meta = parse_execution(delivery.body, receive_ts=self.live.clock.now_us())
+        except MessageRejected as exc:
+            self.live.stats.rejected[(delivery.queue, exc.reason.value)] += 1
+            await self.bus.dead_letter(delivery, exc.reason.value, exc.detail)
+            return
+        self.live.stats.consumed[delivery.queue] += 1
+        self.live.ack_when_stored(
+            delivery, [self.raw_writer.submit_record(Kind.EXECUTIONS, meta, delivery.body)]
+        )
 
     def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
         self.archive.add(vectors)
