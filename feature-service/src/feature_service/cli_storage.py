@@ -66,7 +66,12 @@ def _check_day(day: str) -> str:
     return day
 
 
-def _echo_actions(actions: list[RetentionAction]) -> None:
+def _upper(symbol: str | None) -> str | None:
+    return symbol.upper() if symbol else None
+
+
+def _echo_actions(actions: list[RetentionAction], *, if_none: str | None = None) -> None:
+    """``if_none``: when given, no action at all is an error (this message, exit status 1)."""
     for a in actions:
         rows = "" if a.rows is None else f" rows={a.rows}"
         note = " (dry run)" if a.dry_run else ""
@@ -75,6 +80,9 @@ def _echo_actions(actions: list[RetentionAction]) -> None:
             f"bytes={a.bytes}{rows}{note}"
         )
     typer.echo(f"{len(actions)} action(s)")
+    if not actions and if_none is not None:
+        typer.echo(if_none, err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -130,15 +138,12 @@ def archive_cmd(
         raw_dir,
         archive_dir,
         _check_day(day),
-        symbol=symbol.upper() if symbol else None,
+        symbol=_upper(symbol),
         recompress="zstd" if recompress else None,
         recompress_level=level,
         dry_run=dry_run,
     )
-    _echo_actions(actions)
-    if not actions:
-        typer.echo(f"nothing to archive for {day} under {raw_dir}", err=True)
-        raise typer.Exit(1)
+    _echo_actions(actions, if_none=f"nothing to archive for {day} under {raw_dir}")
 
 
 @app.command("restore")
@@ -152,17 +157,8 @@ def restore_cmd(
     """Copy an archived day back into the hot store (the archive keeps its copy)."""
     from feature_service.adapters.rawstore.retention import restore
 
-    actions = restore(
-        archive_dir,
-        raw_dir,
-        _check_day(day),
-        symbol.upper() if symbol else None,
-        dry_run=dry_run,
-    )
-    _echo_actions(actions)
-    if not actions:
-        typer.echo(f"nothing archived for {day} under {archive_dir}", err=True)
-        raise typer.Exit(1)
+    actions = restore(archive_dir, raw_dir, _check_day(day), _upper(symbol), dry_run=dry_run)
+    _echo_actions(actions, if_none=f"nothing archived for {day} under {archive_dir}")
 
 
 @app.command("compact")
@@ -175,9 +171,7 @@ def compact_cmd(
     """Merge a day's part files into one file per kind and symbol."""
     from feature_service.adapters.rawstore.retention import compact_day
 
-    actions = compact_day(
-        raw_dir, _check_day(day), symbol=symbol.upper() if symbol else None, dry_run=dry_run
-    )
+    actions = compact_day(raw_dir, _check_day(day), symbol=_upper(symbol), dry_run=dry_run)
     _echo_actions(actions)
 
 

@@ -11,40 +11,8 @@ import pytest
 from feature_service.features.candles import CANDLE_FEATURES, compute_candles
 from feature_service.features.catalog import BY_NAME
 from feature_service.features.frame import FeatureFrame
-from feature_service.market.events import Kline
 from feature_service.windows.klines import KlineHistory
-
-T0 = 1_700_000_040_000_000
-MINUTE = 60_000_000
-
-
-def kline(minute: int, close: float, volume: float) -> Kline:
-    start = T0 + minute * MINUTE
-    return Kline(
-        symbol="ETHUSDT",
-        topic="kline.1.ETHUSDT",
-        exchange_ts=start + MINUTE,
-        gateway_ts=None,
-        receive_ts=start + MINUTE + 3_000,
-        interval="1",
-        start=start,
-        end=start + MINUTE - 1_000,
-        open=close,
-        high=close,
-        low=close,
-        close=close,
-        volume=volume,
-        turnover=close * volume,
-        confirmed=True,
-    )
-
-
-def history_of(closes: list[float], volumes: list[float] | None = None) -> KlineHistory:
-    history = KlineHistory()
-    volumes = volumes if volumes is not None else [1.0] * len(closes)
-    for i, (close, volume) in enumerate(zip(closes, volumes, strict=True)):
-        assert history.add(kline(i, close, volume))
-    return history
+from tests.fixtures.events import history_of, minute_kline
 
 
 def features(history: KlineHistory) -> FeatureFrame:
@@ -257,7 +225,7 @@ def test_every_feature_matches_pandas_at_every_step() -> None:
     ref = _pandas_reference(closes, volumes)
     history = KlineHistory()
     for i in range(n):
-        history.add(kline(i, float(closes[i]), float(volumes[i])))
+        history.add(minute_kline(i, float(closes[i]), float(volumes[i])))
         out = features(history)
         for name in CANDLE_FEATURES:
             expected = ref[name].iloc[i]

@@ -10,26 +10,11 @@ from feature_service.engine.clock import IntervalClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector, interval_label
 from feature_service.features.catalog import FEATURE_NAMES
-from feature_service.market.events import US_PER_S, Side, Trade
+from feature_service.market.events import US_PER_S
+from tests.fixtures.events import trade_at
 
 S = US_PER_S
 T0 = 1_737_936_000 * S  # 2025-01-27T00:00:00Z, a whole minute
-
-
-def trade(at_us: int, size: float, side: Side = Side.BUY, price: float = 100.0) -> Trade:
-    return Trade(
-        symbol="BTCUSDT",
-        topic="publicTrade.BTCUSDT",
-        exchange_ts=at_us,
-        gateway_ts=at_us,
-        receive_ts=at_us,
-        price=price,
-        size=size,
-        side=side,
-        trade_time=at_us,
-        trade_id=f"t{at_us}",
-        trace_id=f"trace-{at_us}",
-    )
 
 
 def by_interval(vectors: list[FeatureVector], interval_s: int) -> list[FeatureVector]:
@@ -66,9 +51,9 @@ class TestFeatureEngine:
     def test_vector_at_t_sees_only_events_received_before_t(self) -> None:
         engine = FeatureEngine(intervals_s=[1])
         out: list[FeatureVector] = []
-        out += engine.process(trade(T0 + S // 2, 1.0))  # 0.5 s
-        out += engine.process(trade(T0 + 1_200_000, 2.0))  # 1.2 s closes 1 s
-        out += engine.process(trade(T0 + 3 * S, 4.0))  # exactly 3 s: closes 2 s and 3 s first
+        out += engine.process(trade_at(T0 + S // 2, size=1.0))  # 0.5 s
+        out += engine.process(trade_at(T0 + 1_200_000, size=2.0))  # 1.2 s closes 1 s
+        out += engine.process(trade_at(T0 + 3 * S, size=4.0))  # exactly 3 s: closes 2 s, 3 s first
         out += engine.advance_to(T0 + 4 * S)
         volumes = {(v.timestamp - T0) // S: v.features["volume_3s"] for v in out}
         assert volumes == {1: 1.0, 2: 3.0, 3: 3.0, 4: 6.0}
@@ -77,7 +62,7 @@ class TestFeatureEngine:
 
     def test_each_boundary_closes_once_per_interval_and_shares_the_computation(self) -> None:
         engine = FeatureEngine(intervals_s=[1, 3, 15, 60])
-        engine.process(trade(T0 + 10, 1.0))
+        engine.process(trade_at(T0 + 10, size=1.0))
         out = engine.advance_to(T0 + 60 * S)
         assert len(by_interval(out, 1)) == 60
         assert len(by_interval(out, 3)) == 20
@@ -91,7 +76,7 @@ class TestFeatureEngine:
 
     def test_quiet_market_reports_zero_activity_and_staleness(self) -> None:
         engine = FeatureEngine(intervals_s=[1], stale_after_s=5.0)
-        engine.process(trade(T0 + 100, 2.0))
+        engine.process(trade_at(T0 + 100, size=2.0))
         out = engine.advance_to(T0 + 10 * S)
         first, last = out[0], out[-1]
         assert first.features["volume_3s"] == 2.0
@@ -105,7 +90,7 @@ class TestFeatureEngine:
 
     def test_every_vector_has_every_catalog_key_in_order(self) -> None:
         engine = FeatureEngine(intervals_s=[1])
-        engine.process(trade(T0 + 10, 1.0))
+        engine.process(trade_at(T0 + 10, size=1.0))
         (vector,) = engine.advance_to(T0 + S)
         assert tuple(vector.features) == FEATURE_NAMES
         # No book, no candles yet: nulls carry reasons, never NaN or 0 stand-ins.
@@ -117,14 +102,14 @@ class TestFeatureEngine:
 
     def test_null_reasons_are_counted(self) -> None:
         engine = FeatureEngine(intervals_s=[1, 3])
-        engine.process(trade(T0 + 10, 1.0))
+        engine.process(trade_at(T0 + 10, size=1.0))
         engine.advance_to(T0 + 3 * S)
         # 3 one-second vectors + 1 three-second vector, all without a book.
         assert sum(n for (name, _), n in engine.null_counts.items() if name == "mid_price") == 4
 
     def test_symbols_filter_and_per_symbol_clocks(self) -> None:
         engine = FeatureEngine(intervals_s=[1], symbols=["BTCUSDT"])
-        other = trade(T0 + 10, 1.0)
+        other = trade_at(T0 + 10, size=1.0)
         other.symbol = "ETHUSDT"
         assert engine.process(other) == []
         assert engine.events_ignored == 1
@@ -132,8 +117,8 @@ class TestFeatureEngine:
 
     def test_late_event_is_applied_and_counted(self) -> None:
         engine = FeatureEngine(intervals_s=[1])
-        engine.process(trade(T0 + 2 * S, 1.0))
-        engine.process(trade(T0 + S, 1.0))
+        engine.process(trade_at(T0 + 2 * S, size=1.0))
+        engine.process(trade_at(T0 + S, size=1.0))
         assert engine.late_events == 1
         assert engine.events_processed == 2
 

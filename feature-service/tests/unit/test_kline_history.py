@@ -7,52 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from feature_service.market.events import Kline
 from feature_service.windows.klines import (
     MIN_MAXLEN,
     KlineHistory,
     RingBuffer,
     RollingMoments,
 )
+from tests.fixtures.events import KLINE_T0, MINUTE, history_of, minute_kline
 
-T0 = 1_700_000_040_000_000  # a minute boundary, microseconds
-MINUTE = 60_000_000
-
-
-def kline(
-    minute: int,
-    close: float = 100.0,
-    volume: float = 1.0,
-    *,
-    confirmed: bool = True,
-    interval: str = "1",
-) -> Kline:
-    start = T0 + minute * MINUTE
-    return Kline(
-        symbol="BTCUSDT",
-        topic=f"kline.{interval}.BTCUSDT",
-        exchange_ts=start + MINUTE,
-        gateway_ts=start + MINUTE + 2_000,
-        receive_ts=start + MINUTE + 5_000,
-        interval=interval,
-        start=start,
-        end=start + MINUTE - 1_000,
-        open=close,
-        high=close,
-        low=close,
-        close=close,
-        volume=volume,
-        turnover=close * volume,
-        confirmed=confirmed,
-    )
-
-
-def history_of(closes: list[float], volumes: list[float] | None = None) -> KlineHistory:
-    history = KlineHistory()
-    volumes = volumes if volumes is not None else [1.0] * len(closes)
-    for i, (close, volume) in enumerate(zip(closes, volumes, strict=True)):
-        assert history.add(kline(i, close, volume))
-    return history
+T0 = KLINE_T0  # minute_kline(0) opens here
 
 
 # --- accepting and skipping -------------------------------------------------------------------
@@ -60,8 +23,8 @@ def history_of(closes: list[float], volumes: list[float] | None = None) -> Kline
 
 def test_accepts_confirmed_one_minute_klines_in_order() -> None:
     history = KlineHistory()
-    assert history.add(kline(0, 100.0, 2.0))
-    assert history.add(kline(1, 101.0, 3.0))
+    assert history.add(minute_kline(0, 100.0, 2.0))
+    assert history.add(minute_kline(1, 101.0, 3.0))
     assert len(history) == 2
     assert list(history.closes) == [100.0, 101.0]
     assert list(history.volumes) == [2.0, 3.0]
@@ -71,11 +34,11 @@ def test_accepts_confirmed_one_minute_klines_in_order() -> None:
 
 def test_skips_and_counts_unconfirmed_other_interval_and_invalid() -> None:
     history = KlineHistory()
-    assert not history.add(kline(0, confirmed=False))
-    assert not history.add(kline(0, interval="5"))
-    assert not history.add(kline(0, close=math.nan))
-    assert not history.add(kline(0, close=math.inf))
-    assert not history.add(kline(0, volume=-1.0))
+    assert not history.add(minute_kline(0, confirmed=False))
+    assert not history.add(minute_kline(0, interval="5"))
+    assert not history.add(minute_kline(0, close=math.nan))
+    assert not history.add(minute_kline(0, close=math.inf))
+    assert not history.add(minute_kline(0, volume=-1.0))
     assert len(history) == 0
     stats = history.stats
     assert (stats.unconfirmed, stats.other_interval, stats.invalid) == (1, 1, 3)
@@ -85,10 +48,10 @@ def test_skips_and_counts_unconfirmed_other_interval_and_invalid() -> None:
 def test_skips_duplicates_and_out_of_order_without_changing_state() -> None:
     history = KlineHistory()
     for minute, close in ((0, 100.0), (1, 101.0), (2, 102.0)):
-        history.add(kline(minute, close))
-    assert not history.add(kline(2, 999.0))  # same start: duplicate
-    assert not history.add(kline(1, 999.0))  # older start: out of order
-    assert not history.add(kline(0, 999.0))
+        history.add(minute_kline(minute, close))
+    assert not history.add(minute_kline(2, 999.0))  # same start: duplicate
+    assert not history.add(minute_kline(1, 999.0))  # older start: out of order
+    assert not history.add(minute_kline(0, 999.0))
     assert list(history.closes) == [100.0, 101.0, 102.0]
     assert history.last_start == T0 + 2 * MINUTE
     assert history.stats.duplicates == 1
@@ -98,10 +61,10 @@ def test_skips_duplicates_and_out_of_order_without_changing_state() -> None:
 
 def test_gap_is_counted_and_candle_accepted() -> None:
     history = KlineHistory()
-    history.add(kline(0, 100.0))
-    history.add(kline(1, 101.0))
-    assert history.add(kline(5, 110.0))  # minutes 2, 3, 4 missing
-    assert history.add(kline(7, 120.0))  # minute 6 missing
+    history.add(minute_kline(0, 100.0))
+    history.add(minute_kline(1, 101.0))
+    assert history.add(minute_kline(5, 110.0))  # minutes 2, 3, 4 missing
+    assert history.add(minute_kline(7, 120.0))  # minute 6 missing
     assert list(history.closes) == [100.0, 101.0, 110.0, 120.0]
     assert history.stats.gaps == 2
     assert history.stats.missing_minutes == 4
@@ -113,7 +76,7 @@ def test_maxlen_keeps_the_most_recent_candles() -> None:
     history = KlineHistory(maxlen=MIN_MAXLEN)
     total = MIN_MAXLEN + 250
     for i in range(total):
-        history.add(kline(i, float(i + 1)))
+        history.add(minute_kline(i, float(i + 1)))
     assert len(history) == MIN_MAXLEN
     assert history.closes[0] == float(total - MIN_MAXLEN + 1)
     assert history.closes[-1] == float(total)
@@ -139,7 +102,7 @@ def test_reset_forgets_candles_and_accepts_an_older_start() -> None:
     assert len(history) == 0
     assert history.last_start is None
     assert history.volume_mean(60) is None
-    assert history.add(kline(0, 5.0, 2.0))
+    assert history.add(minute_kline(0, 5.0, 2.0))
     assert list(history.closes) == [5.0]
 
 
@@ -159,7 +122,7 @@ def test_rolling_statistics_match_numpy_at_every_step() -> None:
     closes, volumes = _random_candles(4000, seed=1)
     history = KlineHistory()
     for i in range(len(closes)):
-        history.add(kline(i, float(closes[i]), float(volumes[i])))
+        history.add(minute_kline(i, float(closes[i]), float(volumes[i])))
         n = i + 1
         for span in (60, 1440):
             got = history.volume_mean(span)
@@ -203,7 +166,7 @@ def test_return_std_is_none_when_a_base_close_in_the_window_is_zero() -> None:
     history = history_of(closes)
     assert history.return_std() is None
     for i in range(30, 38):  # candle 12 leaves the returns window once index 31 arrives
-        history.add(kline(i, 100.0 + i))
+        history.add(minute_kline(i, 100.0 + i))
     last = np.array(list(history.closes)[-20:])
     assert history.return_std() == pytest.approx((last[1:] / last[:-1] - 1.0).std(ddof=1))
 

@@ -5,53 +5,12 @@ from __future__ import annotations
 import pytest
 
 from feature_service.book import BookStats, BookStatus, BookUpdate, OrderBook
-from feature_service.market.events import BookDelta, BookSnapshot, Level
+from feature_service.market.events import Level
+from tests.fixtures.events import book_delta as delta
+from tests.fixtures.events import book_snapshot as snap
 
 SYMBOL = "BTCUSDT"
 S = 1_000_000  # one second in microseconds
-
-
-def snap(
-    u: int,
-    bids: list[Level],
-    asks: list[Level],
-    ts: int = 0,
-    *,
-    seq: int | None = None,
-    symbol: str = SYMBOL,
-) -> BookSnapshot:
-    return BookSnapshot(
-        symbol=symbol,
-        topic=f"orderbook.50.{symbol}",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        bids=bids,
-        asks=asks,
-        update_id=u,
-        seq=seq,
-    )
-
-
-def delta(
-    u: int,
-    bids: list[Level] | None = None,
-    asks: list[Level] | None = None,
-    ts: int = 0,
-    *,
-    seq: int | None = None,
-) -> BookDelta:
-    return BookDelta(
-        symbol=SYMBOL,
-        topic=f"orderbook.50.{SYMBOL}",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        bids=bids or [],
-        asks=asks or [],
-        update_id=u,
-        seq=seq,
-    )
 
 
 BIDS: list[Level] = [(100.0, 1.0), (99.5, 2.0), (99.0, 3.0)]

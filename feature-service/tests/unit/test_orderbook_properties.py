@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from feature_service.book import BookStats, BookStatus, BookUpdate, OrderBook
 from feature_service.market.events import BookDelta, BookSnapshot, Level
+from tests.fixtures.events import book_delta, book_snapshot
 
 SYMBOL = "ETHUSDT"
 
@@ -145,17 +146,8 @@ ops_strategy = st.lists(
 def _event(
     kind: str, u: int, bids: list[Level], asks: list[Level], ts: int
 ) -> BookSnapshot | BookDelta:
-    cls = BookSnapshot if kind == "snapshot" else BookDelta
-    return cls(
-        symbol=SYMBOL,
-        topic=f"orderbook.50.{SYMBOL}",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        bids=bids,
-        asks=asks,
-        update_id=u,
-    )
+    build = book_snapshot if kind == "snapshot" else book_delta
+    return build(u, bids, asks, ts, symbol=SYMBOL)
 
 
 @settings(max_examples=400, deadline=None)

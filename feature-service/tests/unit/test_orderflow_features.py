@@ -13,24 +13,10 @@ from feature_service.features.orderflow import (
 )
 from feature_service.market.events import Side, Trade
 from feature_service.windows.trades import TradeWindows
+from tests.fixtures.events import trade_at
 
 S = 1_000_000
 T = 1_700_000_100 * S
-
-
-def trade(ts: int, size: float, side: Side, price: float = 100.0) -> Trade:
-    return Trade(
-        symbol="ETHUSDT",
-        topic="publicTrade.ETHUSDT",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        price=price,
-        size=size,
-        side=side,
-        trade_time=ts,
-        trade_id=str(ts),
-    )
 
 
 def compute(trades: list[Trade], t: int = T) -> FeatureFrame:
@@ -49,11 +35,11 @@ def test_feature_names_are_the_catalog_orderflow_family() -> None:
 def test_hand_computed_mixed_flow() -> None:
     out = compute(
         [
-            trade(T - 40 * S, 10.0, Side.SELL),  # 1 m only
-            trade(T - 12 * S, 4.0, Side.BUY),  # 15 s and 1 m
-            trade(T - 2 * S, 3.0, Side.BUY),
-            trade(T - S, 1.0, Side.SELL),
-            trade(T - 1, 0.5, Side.SELL),
+            trade_at(T - 40 * S, size=10.0, side=Side.SELL),  # 1 m only
+            trade_at(T - 12 * S, size=4.0, side=Side.BUY),  # 15 s and 1 m
+            trade_at(T - 2 * S, size=3.0, side=Side.BUY),
+            trade_at(T - S, size=1.0, side=Side.SELL),
+            trade_at(T - 1, size=0.5, side=Side.SELL),
         ]
     )
 
@@ -80,7 +66,9 @@ def test_no_trades() -> None:
 
 
 def test_buys_only_nulls_the_ratio_but_not_the_pressure() -> None:
-    out = compute([trade(T - S, 2.0, Side.BUY), trade(T - S // 2, 1.0, Side.BUY)])
+    out = compute(
+        [trade_at(T - S, size=2.0, side=Side.BUY), trade_at(T - S // 2, size=1.0, side=Side.BUY)]
+    )
     assert out.values["buy_sell_volume_ratio"] is None
     assert out.reasons["buy_sell_volume_ratio"] == "zero_denominator"
     assert out.values["net_aggressor_pressure"] == 1.0
@@ -88,7 +76,7 @@ def test_buys_only_nulls_the_ratio_but_not_the_pressure() -> None:
 
 
 def test_sells_only() -> None:
-    out = compute([trade(T - S, 2.0, Side.SELL)])
+    out = compute([trade_at(T - S, size=2.0, side=Side.SELL)])
     assert out.values["buy_sell_volume_ratio"] == 0.0
     assert out.values["net_aggressor_pressure"] == -1.0
     assert out.values["signed_volume_3s"] == -2.0
@@ -96,22 +84,27 @@ def test_sells_only() -> None:
 
 def test_sell_that_left_the_window_no_longer_counts_as_a_denominator() -> None:
     # Sizes whose running sum does not return to 0.0 exactly: the ratio must still be null.
-    trades = [trade(T - 5 * S + k, size, Side.SELL) for k, size in enumerate((1e17, 0.1, 1e9))]
-    trades.append(trade(T - S, 1.0, Side.BUY))
+    trades = [
+        trade_at(T - 5 * S + k, size=size, side=Side.SELL)
+        for k, size in enumerate((1e17, 0.1, 1e9))
+    ]
+    trades.append(trade_at(T - S, size=1.0, side=Side.BUY))
     out = compute(trades)
     assert out.reasons["buy_sell_volume_ratio"] == "zero_denominator"
     assert out.values["net_aggressor_pressure"] == 1.0
 
 
 def test_zero_size_trades_null_the_pressure() -> None:
-    out = compute([trade(T - S, 0.0, Side.BUY), trade(T - S, 0.0, Side.SELL)])
+    out = compute(
+        [trade_at(T - S, size=0.0, side=Side.BUY), trade_at(T - S, size=0.0, side=Side.SELL)]
+    )
     assert out.values["trade_count_3s"] == 2
     assert out.reasons["net_aggressor_pressure"] == "zero_denominator"
     assert out.reasons["buy_sell_volume_ratio"] == "zero_denominator"
 
 
 def test_quiet_market_evicts_by_t() -> None:
-    trades = [trade(T - 100 * S + k, 1.0, Side.BUY) for k in range(5)]
+    trades = [trade_at(T - 100 * S + k, size=1.0, side=Side.BUY) for k in range(5)]
     out = compute(trades)
     assert out.values["signed_volume_1m"] == 0.0
     assert out.values["trade_count_3s"] == 0

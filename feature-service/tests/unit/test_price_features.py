@@ -16,27 +16,13 @@ from feature_service.features.price import (
     TRADE_SPANS_US,
     compute_price,
 )
-from feature_service.market.events import Side, Trade
+from feature_service.market.events import Side
 from feature_service.windows.mids import MidGrid
 from feature_service.windows.trades import TradeWindows
+from tests.fixtures.events import trade_at
 
 S = 1_000_000
 T = 1_700_000_100 * S  # the vector's close time
-
-
-def trade(ts: int, price: float, size: float, side: Side = Side.BUY) -> Trade:
-    return Trade(
-        symbol="BTCUSDT",
-        topic="publicTrade.BTCUSDT",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        price=price,
-        size=size,
-        side=side,
-        trade_time=ts,
-        trade_id=str(ts),
-    )
 
 
 def compute(
@@ -123,11 +109,11 @@ def test_returns_null_when_the_past_mid_is_unknown() -> None:
 
 def test_vwap_and_volume_hand_computed() -> None:
     trades = TradeWindows(TRADE_SPANS_US)
-    trades.add(trade(T - 50 * S, 200.0, 3.0))  # 1 m only
-    trades.add(trade(T - 10 * S, 110.0, 1.0, Side.SELL))  # 15 s and 1 m
-    trades.add(trade(T - 2 * S, 100.0, 1.0))  # all three
-    trades.add(trade(T - 1, 103.0, 2.0, Side.SELL))  # all three
-    trades.add(trade(T, 1_000.0, 50.0))  # received at t: next interval
+    trades.add(trade_at(T - 50 * S, 200.0, 3.0))  # 1 m only
+    trades.add(trade_at(T - 10 * S, 110.0, 1.0, Side.SELL))  # 15 s and 1 m
+    trades.add(trade_at(T - 2 * S, 100.0, 1.0))  # all three
+    trades.add(trade_at(T - 1, 103.0, 2.0, Side.SELL))  # all three
+    trades.add(trade_at(T, 1_000.0, 50.0))  # received at t: next interval
 
     out = compute(None, None, trades=trades)
 
@@ -150,7 +136,7 @@ def test_no_trades_gives_zero_volume_and_null_vwap() -> None:
 def test_quiet_market_reports_no_activity_not_stale_values() -> None:
     trades = TradeWindows(TRADE_SPANS_US)
     for k in range(20):
-        trades.add(trade(T - 200 * S + k * 1000, 100.0 + k, 1.0))
+        trades.add(trade_at(T - 200 * S + k * 1000, 100.0 + k, 1.0))
     busy = compute(None, None, trades=trades, t=T - 199 * S)
     assert busy.values["volume_1m"] == 20.0
 
@@ -164,7 +150,7 @@ def test_quiet_market_reports_no_activity_not_stale_values() -> None:
 
 def test_zero_size_trades_give_null_vwap_with_zero_denominator() -> None:
     trades = TradeWindows(TRADE_SPANS_US)
-    trades.add(trade(T - S, 100.0, 0.0))
+    trades.add(trade_at(T - S, 100.0, 0.0))
     out = compute(None, None, trades=trades)
     assert out.values["volume_3s"] == 0.0
     assert out.reasons["vwap_3s"] == "zero_denominator"

@@ -17,7 +17,7 @@ from feature_service.cli_storage import app
 from feature_service.market.events import MarketEvent
 from feature_service.market.parsing import parse_message
 from feature_service.market.recording import event_to_envelope, iter_envelopes, iter_recording
-from tests.unit.test_rawstore_writer import (
+from tests.fixtures.events import (
     body,
     delta,
     funding,

@@ -17,7 +17,7 @@ from feature_service.adapters.rawstore.retention import compact_symbol_day
 from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
-from tests.unit.test_rawstore_writer import body, delta, ticker, trade
+from tests.fixtures.events import body, delta, ticker, trade
 
 T0 = 1_737_972_000_000_000  # 2025-01-27T10:00:00Z
 MIDNIGHT_28 = 1_738_022_400_000_000  # 2025-01-28T00:00:00Z

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,122 +27,12 @@ from feature_service.adapters.rawstore.schema import (
     typed_events,
 )
 from feature_service.adapters.rawstore.writer import RawStoreError, RawWriter, RawWriterSync
-from feature_service.market.events import (
-    BookDelta,
-    BookSnapshot,
-    Funding,
-    Kline,
-    MarketEvent,
-    Side,
-    Ticker,
-    Trade,
-)
-from feature_service.market.recording import event_to_envelope
+from feature_service.market.events import MarketEvent
+from tests.fixtures.events import FACTORIES, body, delta, kline, trade
 
 T0 = 1_737_972_000_000_000  # 2025-01-27T10:00:00Z
 DAY = "2025-01-27"
 NEXT_FUNDING = 1_737_993_600_000_000  # 2025-01-27T16:00:00Z
-
-
-# -- events of every kind (their envelopes parse back to them exactly) ------------------------
-def _common(prefix: str, ts: int, i: int, symbol: str) -> dict[str, Any]:
-    return {
-        "symbol": symbol,
-        "topic": f"{prefix}.{symbol}",
-        "exchange_ts": ts - 9_000,
-        "gateway_ts": ts - 1_500,
-        "receive_ts": ts,
-        "event_id": f"ev-{prefix}-{ts}-{i}",
-        "trace_id": f"tr-{i}",
-    }
-
-
-def snapshot(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> BookSnapshot:
-    return BookSnapshot(
-        **_common("orderbook.1", ts, i, symbol),
-        bids=[(50000.1 + i, 1.25)],
-        asks=[(50000.2 + i, 0.84)],
-        update_id=1000 + i,
-        seq=7_000_000 + i,
-        depth=1,
-    )
-
-
-def delta(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> BookDelta:
-    return BookDelta(
-        **_common("orderbook.1", ts, i, symbol),
-        bids=[(50000.1, 0.0), (50000.0, 2.5)],
-        asks=[],
-        update_id=2000 + i,
-        seq=8_000_000 + i,
-        depth=1,
-    )
-
-
-def trade(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> Trade:
-    return Trade(
-        **_common("publicTrade", ts, i, symbol),
-        price=50000.2 + i,
-        size=0.01 * (i + 1),
-        side=Side.BUY if i % 2 == 0 else Side.SELL,
-        trade_time=(ts // 1000 - 5) * 1000,
-        trade_id=f"t-{i}",
-        block_trade=i % 3 == 0,
-    )
-
-
-def kline(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> Kline:
-    start = (ts // 60_000_000) * 60_000_000
-    return Kline(
-        **_common("kline.1", ts, i, symbol),
-        interval="1",
-        start=start,
-        end=start + 59_999_000,
-        open=49990.0,
-        high=50010.0,
-        low=49985.5,
-        close=50000.2 + i,
-        volume=12.345,
-        turnover=617250.11,
-        confirmed=i % 2 == 1,
-    )
-
-
-def ticker(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> Ticker:
-    fields: dict[str, float | int] = (
-        {
-            "last_price": 50000.2 + i,
-            "mark_price": 50001.05,
-            "next_funding_time": 1_737_993_600_000_000,
-        }
-        if i % 2 == 0
-        else {"bid1_price": 50000.1}
-    )
-    return Ticker(**_common("tickers", ts, i, symbol), fields=fields)
-
-
-def funding(ts: int, i: int = 0, symbol: str = "BTCUSDT") -> Funding:
-    return Funding(
-        **_common("fundingRate", ts, i, symbol),
-        funding_rate=0.0001,
-        next_funding_time=1_737_993_600_000_000,
-        funding_rate_ts=1_737_964_800_000_000,
-    )
-
-
-FACTORIES: dict[Kind, Callable[..., MarketEvent]] = {
-    Kind.ORDERBOOK_SNAPSHOTS: snapshot,
-    Kind.ORDERBOOK_DELTAS: delta,
-    Kind.TRADES: trade,
-    Kind.KLINES: kline,
-    Kind.TICKER: ticker,
-    Kind.FUNDING: funding,
-}
-
-
-def body(event: MarketEvent) -> bytes:
-    """The message as ws-gateway sends it (no service stamp: the consumer adds receive_ts)."""
-    return orjson.dumps(event_to_envelope(event, include_service_time=False))
 
 
 class FakeClock:

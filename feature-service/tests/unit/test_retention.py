@@ -22,7 +22,7 @@ from feature_service.adapters.rawstore.retention import (
 from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.cli_storage import app
 from feature_service.market.events import MarketEvent
-from tests.unit.test_rawstore_writer import body, delta, trade
+from tests.fixtures.events import body, delta, trade
 
 TODAY = date(2025, 6, 30)
 DAY_US = 86_400_000_000

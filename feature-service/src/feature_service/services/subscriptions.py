@@ -86,6 +86,23 @@ class SubscriptionState:
             "topic": self.topic,
         }
 
+    def fail(self, error: str) -> None:
+        self.status = SubscriptionStatus.FAILED
+        self.last_error = error
+
+    def log_fields(self, exc: WsGatewayError | None = None) -> dict[str, Any]:
+        """What every log line about this subscription carries (and the gateway error)."""
+        fields: dict[str, Any] = {
+            "channel_type": self.channel_type,
+            "symbol": self.symbol,
+            "attempt": self.attempts,
+        }
+        if exc is not None:
+            fields["error"] = self.last_error
+            fields["error_type"] = type(exc).__name__
+            fields["status_code"] = exc.status_code
+        return fields
+
 
 class SubscriptionManager:
     def __init__(
@@ -207,12 +224,7 @@ class SubscriptionManager:
         while queue and not self._stopping:
             state = queue.popleft()
             state.attempts += 1
-            log.info(
-                "ws_gateway_subscribe_attempt",
-                channel_type=state.channel_type,
-                symbol=state.symbol,
-                attempt=state.attempts,
-            )
+            log.info("ws_gateway_subscribe_attempt", **state.log_fields())
             try:
                 sub = await self.client.subscribe(
                     state.channel_type, state.symbol, self.requesting_service
@@ -230,12 +242,7 @@ class SubscriptionManager:
                 delay = self._delay(consecutive_failures, exc)
                 log.warning(
                     "ws_gateway_subscribe_retry",
-                    channel_type=state.channel_type,
-                    symbol=state.symbol,
-                    attempt=state.attempts,
-                    error=state.last_error,
-                    error_type=type(exc).__name__,
-                    status_code=exc.status_code,
+                    **state.log_fields(exc),
                     retry_in_s=round(delay, 3),
                 )
                 queue.append(state)
@@ -243,14 +250,8 @@ class SubscriptionManager:
                 continue
             except Exception as exc:
                 # A bug, not a gateway condition: retrying would loop on it forever.
-                state.last_error = f"{type(exc).__name__}: {exc}"
-                state.status = SubscriptionStatus.FAILED
-                log.exception(
-                    "ws_gateway_subscribe_crashed",
-                    channel_type=state.channel_type,
-                    symbol=state.symbol,
-                    attempt=state.attempts,
-                )
+                state.fail(f"{type(exc).__name__}: {exc}")
+                log.exception("ws_gateway_subscribe_crashed", **state.log_fields())
                 continue
             consecutive_failures = 0
             state.status = SubscriptionStatus.ACTIVE
@@ -259,9 +260,7 @@ class SubscriptionManager:
             state.last_error = None
             log.info(
                 "ws_gateway_subscribed",
-                channel_type=state.channel_type,
-                symbol=state.symbol,
-                attempt=state.attempts,
+                **state.log_fields(),
                 subscription_id=sub.id,
                 topic=sub.topic,
             )
@@ -278,24 +277,17 @@ class SubscriptionManager:
         return delay
 
     def _fail(self, state: SubscriptionState, exc: WsGatewayError, *, exhausted: bool) -> None:
-        state.status = SubscriptionStatus.FAILED
-        state.last_error = str(exc)
+        state.fail(str(exc))
         log.error(
             "ws_gateway_subscribe_failed",
-            channel_type=state.channel_type,
-            symbol=state.symbol,
-            attempt=state.attempts,
-            error=state.last_error,
-            error_type=type(exc).__name__,
-            status_code=exc.status_code,
+            **state.log_fields(exc),
             code=exc.code,
             reason="attempts_exhausted" if exhausted else "permanent_error",
         )
 
     def _fail_all(self, states: list[SubscriptionState], exc: WsGatewayAuthError) -> None:
         for state in states:
-            state.status = SubscriptionStatus.FAILED
-            state.last_error = str(exc)
+            state.fail(str(exc))
         log.error(
             "ws_gateway_auth_failed",
             error=str(exc),

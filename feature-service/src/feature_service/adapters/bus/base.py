@@ -291,24 +291,6 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
     return REASON_HANDLER_ERROR, f"{type(exc).__name__}: {exc}"
 
 
-async def run_handler(bus: MessageBus, handler: Handler, delivery: Delivery) -> None:
-    """Await the handler; a failure dead-letters the delivery instead of killing the consumer."""
-    try:
-        await handler(delivery)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        bus.stats.handler_errors += 1
-        reason, detail = describe_failure(exc)
-        if delivery.settled:
-            _log.warning(
-                "bus.handler_failed_after_settle", queue=delivery.queue, reason=reason, exc_info=exc
-            )
-            return
-        _log.warning("bus.handler_failed", queue=delivery.queue, reason=reason, exc_info=exc)
-        await dead_letter_or_fallback(bus, delivery, reason, detail)
-
-
 async def dead_letter_or_fallback(
     bus: MessageBus, delivery: Delivery, reason: str, detail: str
 ) -> None:
@@ -332,20 +314,6 @@ async def dead_letter_or_fallback(
         _log.error("bus.fallback_nack_failed", queue=delivery.queue, exc_info=exc)
 
 
-async def stop_worker(
-    task: asyncio.Task[None], in_handler: Callable[[], bool], deadline: float
-) -> None:
-    """Let a consumer's worker finish the message in flight (until ``deadline``, loop time),
-    then make sure it has stopped."""
-    if in_handler() and not task.done():
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining > 0:
-            await asyncio.wait({task}, timeout=remaining)
-    if not task.done():
-        task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
 async def wait_until(condition: Callable[[], bool], deadline: float, poll_s: float = 0.01) -> bool:
     """Poll ``condition`` until it holds or ``deadline`` (loop time) passes; shutdown paths only."""
     loop = asyncio.get_running_loop()
@@ -354,3 +322,105 @@ async def wait_until(condition: Callable[[], bool], deadline: float, poll_s: flo
             return False
         await asyncio.sleep(poll_s)
     return True
+
+
+class BusBase:
+    """What both adapters do alike around their own transport: the dead-letter protocol.
+
+    Subclasses set ``stats`` and ``_dead_letter_queue`` and publish with ``_send_dead_letter``.
+    """
+
+    stats: BusStats
+    _dead_letter_queue: str
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self._dead_letter_queue
+
+    async def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
+        if delivery.settled:
+            raise DeliveryAlreadySettled(f"delivery {delivery.delivery_tag} on {delivery.queue}")
+        if delivery.is_stale():
+            # Its consumer or channel is gone, so it is redelivered: dead-lettering it now
+            # would keep two copies.
+            self.stats.stale_settlements += 1
+            _log.info("bus.stale_dead_letter", queue=delivery.queue, reason=reason)
+            return
+        await self._send_dead_letter(delivery, dead_letter_headers(delivery, reason, detail))
+        self.stats.dead_lettered += 1
+        await delivery.ack()
+
+    async def _send_dead_letter(self, delivery: Delivery, headers: dict[str, Any]) -> None:
+        """Publish ``delivery``'s body with ``headers`` to the dead-letter queue, confirmed."""
+        raise NotImplementedError
+
+
+class WorkerConsumer:
+    """What both adapters' consumers share: one worker task awaits the handler for one delivery
+    at a time, and a shutdown lets the delivery in flight finish first.
+
+    Subclasses set the attributes below in ``__init__``, run ``_handle`` from their worker and
+    start their own ``_close`` in ``_begin_close``.
+    """
+
+    _bus: MessageBus
+    _handler: Handler
+    _task: asyncio.Task[None] | None
+    _in_handler: bool
+    _stopping: bool
+    _shutdown: asyncio.Future[None] | None
+
+    @property
+    def active(self) -> bool:
+        task = self._task
+        return not self._stopping and task is not None and not task.done()
+
+    async def cancel(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        if self._shutdown is None:
+            self._shutdown = self._begin_close(grace)
+        if self._task is not None and asyncio.current_task() is self._task:
+            return  # called from its own handler: the shutdown proceeds once the handler returns
+        await self._shutdown
+
+    def _begin_close(self, grace: float) -> asyncio.Future[None]:
+        raise NotImplementedError
+
+    async def _handle(self, delivery: Delivery) -> None:
+        """Await the handler; a failure dead-letters the delivery instead of killing the
+        consumer."""
+        self._in_handler = True
+        try:
+            await self._handler(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bus = self._bus
+            bus.stats.handler_errors += 1
+            reason, detail = describe_failure(exc)
+            if delivery.settled:
+                _log.warning(
+                    "bus.handler_failed_after_settle",
+                    queue=delivery.queue,
+                    reason=reason,
+                    exc_info=exc,
+                )
+                return
+            _log.warning("bus.handler_failed", queue=delivery.queue, reason=reason, exc_info=exc)
+            await dead_letter_or_fallback(bus, delivery, reason, detail)
+        finally:
+            self._in_handler = False
+
+    async def _stop_worker(self, deadline: float) -> None:
+        """Let the worker finish the message in flight (until ``deadline``, loop time), then
+        make sure it has stopped."""
+        task = self._task
+        if task is None:
+            return
+        if self._in_handler and not task.done():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

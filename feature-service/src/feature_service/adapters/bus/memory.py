@@ -26,21 +26,19 @@ import structlog
 
 from feature_service.adapters.bus import topology
 from feature_service.adapters.bus.base import (
+    BusBase,
     BusError,
     BusHealth,
     BusNotConnected,
     BusStats,
     Delivery,
-    DeliveryAlreadySettled,
     ExchangeNotFound,
     Handler,
     PublishFailed,
     QueueNotFound,
     QueueSpec,
     TopologyMismatch,
-    dead_letter_headers,
-    run_handler,
-    stop_worker,
+    WorkerConsumer,
     wait_until,
 )
 
@@ -205,7 +203,7 @@ class _MemoryExchange:
         return [queue for queue, keys in self.bindings.items() if routing_key in keys]
 
 
-class _MemoryConsumer:
+class _MemoryConsumer(WorkerConsumer):
     def __init__(
         self, bus: MemoryBus, queue: _MemoryQueue, handler: Handler, prefetch: int
     ) -> None:
@@ -228,21 +226,12 @@ class _MemoryConsumer:
     def queue(self) -> str:
         return self._queue.name
 
-    @property
-    def active(self) -> bool:
-        return not self._stopping and not self._task.done()
-
-    async def cancel(self, grace: float = 5.0) -> None:
-        self._stopping = True
-        if self._shutdown is None:
-            self._shutdown = asyncio.ensure_future(self._close(grace))
-        if asyncio.current_task() is self._task:
-            return  # called from its own handler: the shutdown proceeds once the handler returns
-        await self._shutdown
+    def _begin_close(self, grace: float) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self._close(grace))
 
     async def _close(self, grace: float) -> None:
         deadline = asyncio.get_running_loop().time() + grace
-        await stop_worker(self._task, lambda: self._in_handler, deadline)
+        await self._stop_worker(deadline)
         # Settlements that arrive within the grace period still count (a handler may defer its
         # ack until a write is durable); the rest go back to the queue.
         await wait_until(lambda: not self.unacked, deadline)
@@ -270,10 +259,8 @@ class _MemoryConsumer:
 
     async def _run(self) -> None:
         queue = self._queue
-        bus = self._bus
-        handler = self._handler
         unacked = self.unacked
-        stats = bus.stats
+        stats = self._bus.stats
         try:
             while not self._stopping:
                 if len(unacked) >= self._prefetch:
@@ -290,11 +277,7 @@ class _MemoryConsumer:
                 delivery._consumer = self
                 unacked[self._next_tag] = delivery
                 stats.delivered += 1
-                self._in_handler = True
-                try:
-                    await run_handler(bus, handler, delivery)
-                finally:
-                    self._in_handler = False
+                await self._handle(delivery)
         finally:
             self._stopping = True
             if self._shutdown is None:  # cancelled from outside (loop shutdown)
@@ -314,7 +297,7 @@ class _MemoryConsumer:
             queue.wake()
 
 
-class MemoryBus:
+class MemoryBus(BusBase):
     """In-process ``MessageBus``; one instance is one broker (queues live as long as it)."""
 
     backend = "memory"
@@ -337,10 +320,6 @@ class MemoryBus:
     @property
     def is_connected(self) -> bool:
         return self._connected
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return self._dead_letter_queue
 
     def health(self) -> BusHealth:
         return BusHealth(
@@ -462,24 +441,16 @@ class MemoryBus:
             self._since_yield = 0
             await asyncio.sleep(0)
 
-    async def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
-        if delivery.settled:
-            raise DeliveryAlreadySettled(f"delivery {delivery.delivery_tag} on {delivery.queue}")
-        if delivery.is_stale():
-            self.stats.stale_settlements += 1
-            _log.info("bus.stale_dead_letter", queue=delivery.queue, reason=reason)
-            return
+    async def _send_dead_letter(self, delivery: Delivery, headers: dict[str, Any]) -> None:
         self._route(
             "",
             self._dead_letter_queue,
             delivery.body,
-            dead_letter_headers(delivery, reason, detail),
+            headers,
             True,
             self._new_id(),
             delivery.content_type,
         )
-        self.stats.dead_lettered += 1
-        await delivery.ack()
 
     def _route(
         self,

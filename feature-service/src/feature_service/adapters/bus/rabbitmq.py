@@ -41,20 +41,18 @@ from yarl import URL
 
 from feature_service.adapters.bus import topology
 from feature_service.adapters.bus.base import (
+    BusBase,
     BusHealth,
     BusNotConnected,
     BusStats,
     Delivery,
-    DeliveryAlreadySettled,
     ExchangeNotFound,
     Handler,
     PublishFailed,
     QueueNotFound,
     QueueSpec,
     TopologyMismatch,
-    dead_letter_headers,
-    run_handler,
-    stop_worker,
+    WorkerConsumer,
     wait_until,
 )
 
@@ -143,7 +141,7 @@ class RabbitDelivery(Delivery):
                 stats.requeued += 1
 
 
-class _RabbitConsumer:
+class _RabbitConsumer(WorkerConsumer):
     def __init__(
         self,
         bus: RabbitMQBus,
@@ -171,10 +169,6 @@ class _RabbitConsumer:
     def queue(self) -> str:
         return self._name
 
-    @property
-    def active(self) -> bool:
-        return not self._stopping and self._task is not None and not self._task.done()
-
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"bus-consumer:{self._name}"
@@ -189,9 +183,7 @@ class _RabbitConsumer:
 
     async def _run(self) -> None:
         buffer = self._buffer
-        bus = self._bus
-        stats = bus.stats
-        handler = self._handler
+        stats = self._bus.stats
         name = self._name
         outstanding = self.outstanding
         try:
@@ -207,24 +199,15 @@ class _RabbitConsumer:
                 delivery = RabbitDelivery(message, name, stats, self)
                 outstanding.add(delivery)
                 stats.delivered += 1
-                self._in_handler = True
-                try:
-                    await run_handler(bus, handler, delivery)
-                finally:
-                    self._in_handler = False
+                await self._handle(delivery)
         finally:
             self._stopping = True
             buffer.clear()  # unacked: closing the channel hands them back to the queue
             if self._shutdown is None:  # cancelled from outside (loop shutdown)
-                self._shutdown = bus._spawn(self._close(0.0))
+                self._shutdown = self._begin_close(0.0)
 
-    async def cancel(self, grace: float = 5.0) -> None:
-        self._stopping = True
-        if self._shutdown is None:
-            self._shutdown = self._bus._spawn(self._close(grace))
-        if self._task is not None and asyncio.current_task() is self._task:
-            return  # called from its own handler: the shutdown proceeds once the handler returns
-        await self._shutdown
+    def _begin_close(self, grace: float) -> asyncio.Future[None]:
+        return self._bus._spawn(self._close(grace))
 
     async def _close(self, grace: float) -> None:
         loop = asyncio.get_running_loop()
@@ -235,8 +218,7 @@ class _RabbitConsumer:
                 await asyncio.wait_for(
                     self._queue.cancel(self._tag), max(deadline - loop.time(), 1.0)
                 )
-        if self._task is not None:
-            await stop_worker(self._task, lambda: self._in_handler, deadline)
+        await self._stop_worker(deadline)
         # Settlements that arrive within the grace period still count (a handler may defer its
         # ack until a write is durable); closing the channel requeues the rest.
         await wait_until(
@@ -248,7 +230,7 @@ class _RabbitConsumer:
         self._bus._consumers.discard(self)
 
 
-class RabbitMQBus:
+class RabbitMQBus(BusBase):
     """``MessageBus`` on RabbitMQ. ``url`` like ``amqp://guest:guest@127.0.0.1:5672/``."""
 
     backend = "rabbitmq"
@@ -296,10 +278,6 @@ class RabbitMQBus:
             and connection.connected.is_set()
             and not self._closing
         )
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return self._dead_letter_queue
 
     @property
     def connection(self) -> RobustConnection | None:
@@ -555,25 +533,16 @@ class RabbitMQBus:
         )
         self.stats.published += 1
 
-    async def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:
-        if delivery.settled:
-            raise DeliveryAlreadySettled(f"delivery {delivery.delivery_tag} on {delivery.queue}")
-        if delivery.is_stale():
-            # Its channel died: the broker redelivers it; dead-lettering now would duplicate.
-            self.stats.stale_settlements += 1
-            _log.info("bus.stale_dead_letter", queue=delivery.queue, reason=reason)
-            return
+    async def _send_dead_letter(self, delivery: Delivery, headers: dict[str, Any]) -> None:
         await self._publish(
             "",
             self._dead_letter_queue,
             delivery.body,
-            _amqp_safe(dead_letter_headers(delivery, reason, detail)),
+            _amqp_safe(headers),
             True,
             None,
             delivery.content_type,
         )
-        self.stats.dead_lettered += 1
-        await delivery.ack()
 
     async def _publish(
         self,

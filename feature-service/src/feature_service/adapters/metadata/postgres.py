@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,16 +27,19 @@ from feature_service.adapters.metadata.base import (
     StoreNotConnected,
 )
 from feature_service.adapters.metadata.records import (
+    DATASET_COLUMNS,
     DATASET_FIELDS,
-    DATASET_TIME_FIELDS,
+    QUALITY_COLUMNS,
     QUALITY_FIELDS,
     QUALITY_RATE_FIELDS,
-    QUALITY_TIME_FIELDS,
+    REGISTRY_COLUMNS,
     REGISTRY_FIELDS,
-    REGISTRY_TIME_FIELDS,
+    REGISTRY_UPSERT_SET,
+    TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
     RegistryVersionRecord,
+    RowCodec,
     as_utc,
     check_dataset_fields,
     quantize_rate,
@@ -44,9 +47,6 @@ from feature_service.adapters.metadata.records import (
 )
 
 _SCHEMA_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_DATASET_COLS: Final = ", ".join(DATASET_FIELDS)
-_REGISTRY_COLS: Final = ", ".join(REGISTRY_FIELDS)
-_QUALITY_COLS: Final = ", ".join(QUALITY_FIELDS)
 
 
 def _to_db_time(value: datetime | None) -> datetime | None:
@@ -57,8 +57,8 @@ def _from_db_time(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
 
 
-def _encode(name: str, value: Any, time_fields: frozenset[str]) -> Any:
-    if name in time_fields:
+def _encode(name: str, value: Any) -> Any:
+    if name in TIME_FIELDS:
         return _to_db_time(value)
     if name in QUALITY_RATE_FIELDS:
         return quantize_rate(value)
@@ -67,10 +67,10 @@ def _encode(name: str, value: Any, time_fields: frozenset[str]) -> Any:
     return value
 
 
-def _decode(name: str, value: Any, time_fields: frozenset[str]) -> Any:
+def _decode(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if name in time_fields:
+    if name in TIME_FIELDS:
         return _from_db_time(value)
     if isinstance(value, UUID):
         return UUID(int=value.int)  # asyncpg's own UUID subclass -> the standard one
@@ -79,22 +79,7 @@ def _decode(name: str, value: Any, time_fields: frozenset[str]) -> Any:
     return value
 
 
-def _dataset(row: Mapping[str, Any]) -> DatasetRecord:
-    values = {n: _decode(n, row[n], DATASET_TIME_FIELDS) for n in DATASET_FIELDS}
-    values["warnings"] = values["warnings"] or []
-    return DatasetRecord(**values)
-
-
-def _registry(row: Mapping[str, Any]) -> RegistryVersionRecord:
-    return RegistryVersionRecord(
-        **{n: _decode(n, row[n], REGISTRY_TIME_FIELDS) for n in REGISTRY_FIELDS}
-    )
-
-
-def _quality(row: Mapping[str, Any]) -> DataQualityReportRecord:
-    values = {n: _decode(n, row[n], QUALITY_TIME_FIELDS) for n in QUALITY_FIELDS}
-    values["recommendations"] = values["recommendations"] or []
-    return DataQualityReportRecord(**values)
+_rows: Final = RowCodec(_encode, _decode)
 
 
 def _placeholders(count: int, start: int = 1) -> str:
@@ -303,14 +288,14 @@ class PostgresMetadataStore:
 
     # -- datasets -----------------------------------------------------------------------------
     async def create_dataset(self, record: DatasetRecord) -> DatasetRecord:
-        values = [_encode(n, getattr(record, n), DATASET_TIME_FIELDS) for n in DATASET_FIELDS]
+        values = _rows.values(record, DATASET_FIELDS)
         async with _translate_errors():
             row = await self._p.fetchrow(
-                f"INSERT INTO datasets ({_DATASET_COLS}) VALUES ({_placeholders(len(values))})"
-                f" RETURNING {_DATASET_COLS}",
+                f"INSERT INTO datasets ({DATASET_COLUMNS}) VALUES ({_placeholders(len(values))})"
+                f" RETURNING {DATASET_COLUMNS}",
                 *values,
             )
-        return _dataset(row)
+        return _rows.dataset(row)
 
     async def update_dataset(self, dataset_id: UUID, **fields: Any) -> DatasetRecord:
         check_dataset_fields(frozenset(fields))
@@ -321,22 +306,22 @@ class PostgresMetadataStore:
             return found
         names = list(fields)
         assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
-        values = [_encode(n, fields[n], DATASET_TIME_FIELDS) for n in names]
+        values = [_encode(n, fields[n]) for n in names]
         async with _translate_errors():
             row = await self._p.fetchrow(
-                f"UPDATE datasets SET {assignments} WHERE id = $1 RETURNING {_DATASET_COLS}",
+                f"UPDATE datasets SET {assignments} WHERE id = $1 RETURNING {DATASET_COLUMNS}",
                 dataset_id,
                 *values,
             )
         if row is None:
             raise KeyError(dataset_id)
-        return _dataset(row)
+        return _rows.dataset(row)
 
     async def get_dataset(self, dataset_id: UUID) -> DatasetRecord | None:
         row = await self._p.fetchrow(
-            f"SELECT {_DATASET_COLS} FROM datasets WHERE id = $1", dataset_id
+            f"SELECT {DATASET_COLUMNS} FROM datasets WHERE id = $1", dataset_id
         )
-        return None if row is None else _dataset(row)
+        return None if row is None else _rows.dataset(row)
 
     async def list_datasets(
         self, status: str | None = None, symbol: str | None = None, limit: int = 1000
@@ -351,11 +336,11 @@ class PostgresMetadataStore:
         args.append(limit)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._p.fetch(
-            f"SELECT {_DATASET_COLS} FROM datasets{clause}"
+            f"SELECT {DATASET_COLUMNS} FROM datasets{clause}"
             f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
             *args,
         )
-        return [_dataset(r) for r in rows]
+        return [_rows.dataset(r) for r in rows]
 
     async def delete_dataset(self, dataset_id: UUID) -> bool:
         status = await self._p.execute("DELETE FROM datasets WHERE id = $1", dataset_id)
@@ -369,37 +354,35 @@ class PostgresMetadataStore:
 
     # -- feature registry versions ------------------------------------------------------------
     async def upsert_registry_version(self, record: RegistryVersionRecord) -> RegistryVersionRecord:
-        values = [_encode(n, getattr(record, n), REGISTRY_TIME_FIELDS) for n in REGISTRY_FIELDS]
-        updates = ", ".join(
-            f"{n} = EXCLUDED.{n}" for n in REGISTRY_FIELDS if n not in ("version", "created_at")
-        )
+        values = _rows.values(record, REGISTRY_FIELDS)
         async with _translate_errors():
             row = await self._p.fetchrow(
-                f"INSERT INTO feature_registry_versions ({_REGISTRY_COLS})"
+                f"INSERT INTO feature_registry_versions ({REGISTRY_COLUMNS})"
                 f" VALUES ({_placeholders(len(values))})"
-                f" ON CONFLICT (version) DO UPDATE SET {updates} RETURNING {_REGISTRY_COLS}",
+                f" ON CONFLICT (version) DO UPDATE SET {REGISTRY_UPSERT_SET}"
+                f" RETURNING {REGISTRY_COLUMNS}",
                 *values,
             )
-        return _registry(row)
+        return _rows.registry(row)
 
     async def get_registry_version(self, version: str) -> RegistryVersionRecord | None:
         row = await self._p.fetchrow(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = $1", version
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE version = $1", version
         )
-        return None if row is None else _registry(row)
+        return None if row is None else _rows.registry(row)
 
     async def list_registry_versions(self) -> list[RegistryVersionRecord]:
         rows = await self._p.fetch(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions"
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions"
             " ORDER BY created_at DESC, version DESC"
         )
-        return [_registry(r) for r in rows]
+        return [_rows.registry(r) for r in rows]
 
     async def get_active_registry_version(self) -> RegistryVersionRecord | None:
         row = await self._p.fetchrow(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE is_active"
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE is_active"
         )
-        return None if row is None else _registry(row)
+        return None if row is None else _rows.registry(row)
 
     async def activate_registry_version(
         self,
@@ -415,13 +398,13 @@ class PostgresMetadataStore:
             # Activations queue behind each other; readers are not blocked.
             await conn.execute("LOCK TABLE feature_registry_versions IN SHARE ROW EXCLUSIVE MODE")
             target = await conn.fetchrow(
-                f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = $1",
+                f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE version = $1",
                 version,
             )
             if target is None:
                 raise KeyError(version)
             if target["is_active"]:
-                return _registry(target)
+                return _rows.registry(target)
             current = await conn.fetchval(
                 "UPDATE feature_registry_versions SET is_active = false WHERE is_active"
                 " RETURNING version"
@@ -430,7 +413,7 @@ class PostgresMetadataStore:
                 "UPDATE feature_registry_versions SET is_active = true, loaded_at = $2,"
                 " activated_by = $3, activation_reason = $4, rollback_from = $5,"
                 " previous_version = COALESCE($6, previous_version)"
-                f" WHERE version = $1 RETURNING {_REGISTRY_COLS}",
+                f" WHERE version = $1 RETURNING {REGISTRY_COLUMNS}",
                 version,
                 loaded_at,
                 activated_by,
@@ -438,7 +421,7 @@ class PostgresMetadataStore:
                 rollback_from,
                 current,
             )
-        return _registry(row)
+        return _rows.registry(row)
 
     async def delete_registry_version(self, version: str) -> bool:
         async with self._p.acquire() as conn, conn.transaction():
@@ -457,24 +440,24 @@ class PostgresMetadataStore:
     async def insert_quality_report(
         self, record: DataQualityReportRecord
     ) -> DataQualityReportRecord:
-        values = [_encode(n, getattr(record, n), QUALITY_TIME_FIELDS) for n in QUALITY_FIELDS]
+        values = _rows.values(record, QUALITY_FIELDS)
         async with _translate_errors():
             row = await self._p.fetchrow(
-                f"INSERT INTO data_quality_reports ({_QUALITY_COLS})"
-                f" VALUES ({_placeholders(len(values))}) RETURNING {_QUALITY_COLS}",
+                f"INSERT INTO data_quality_reports ({QUALITY_COLUMNS})"
+                f" VALUES ({_placeholders(len(values))}) RETURNING {QUALITY_COLUMNS}",
                 *values,
             )
-        return _quality(row)
+        return _rows.quality(row)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime
     ) -> DataQualityReportRecord | None:
         row = await self._p.fetchrow(
-            f"SELECT {_QUALITY_COLS} FROM data_quality_reports"
+            f"SELECT {QUALITY_COLUMNS} FROM data_quality_reports"
             " WHERE symbol = $1 AND period_start >= $2 AND period_end <= $3"
             " ORDER BY created_at DESC, period_end DESC, id DESC LIMIT 1",
             symbol,
             _to_db_time(start),
             _to_db_time(end),
         )
-        return None if row is None else _quality(row)
+        return None if row is None else _rows.quality(row)

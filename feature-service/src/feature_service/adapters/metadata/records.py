@@ -6,6 +6,7 @@ JSON columns are ``dict`` / ``list``; array columns are ``list[str]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -143,8 +144,57 @@ QUALITY_JSON_FIELDS: Final = frozenset({"anomaly_details", "sequence_gap_details
 QUALITY_ARRAY_FIELDS: Final = frozenset({"recommendations"})
 QUALITY_RATE_FIELDS: Final = frozenset({"missing_rate", "anomaly_rate"})
 
+# A column name means the same in every table (``created_at`` is a time everywhere), so one set
+# serves all three.
+TIME_FIELDS: Final = DATASET_TIME_FIELDS | REGISTRY_TIME_FIELDS | QUALITY_TIME_FIELDS
+
+# SQL fragments both stores use as they are (only parameter markers differ between them).
+DATASET_COLUMNS: Final = ", ".join(DATASET_FIELDS)
+REGISTRY_COLUMNS: Final = ", ".join(REGISTRY_FIELDS)
+QUALITY_COLUMNS: Final = ", ".join(QUALITY_FIELDS)
+# An upsert of a registry version replaces every column but its key and creation time.
+REGISTRY_UPSERT_SET: Final = ", ".join(
+    f"{n} = excluded.{n}" for n in REGISTRY_FIELDS if n not in ("version", "created_at")
+)
+
 
 def check_dataset_fields(names: set[str] | frozenset[str]) -> None:
     unknown = sorted(set(names) - DATASET_UPDATABLE)
     if unknown:
         raise TypeError(f"unknown or read-only dataset field(s): {', '.join(unknown)}")
+
+
+ColumnCodec = Callable[[str, Any], Any]
+"""``(column name, value) -> value``: one backend's conversion of one column."""
+
+
+class RowCodec:
+    """Records to a backend's column values and its rows back to records, given that backend's
+    per-column ``encode`` and ``decode``."""
+
+    __slots__ = ("_decode", "_encode")
+
+    def __init__(self, encode: ColumnCodec, decode: ColumnCodec) -> None:
+        self._encode = encode
+        self._decode = decode
+
+    def values(self, record: Any, names: Iterable[str]) -> list[Any]:
+        encode = self._encode
+        return [encode(n, getattr(record, n)) for n in names]
+
+    def _decoded(self, row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+        decode = self._decode
+        return {n: decode(n, row[n]) for n in names}
+
+    def dataset(self, row: Mapping[str, Any]) -> DatasetRecord:
+        values = self._decoded(row, DATASET_FIELDS)
+        values["warnings"] = values["warnings"] or []
+        return DatasetRecord(**values)
+
+    def registry(self, row: Mapping[str, Any]) -> RegistryVersionRecord:
+        return RegistryVersionRecord(**self._decoded(row, REGISTRY_FIELDS))
+
+    def quality(self, row: Mapping[str, Any]) -> DataQualityReportRecord:
+        values = self._decoded(row, QUALITY_FIELDS)
+        values["recommendations"] = values["recommendations"] or []
+        return DataQualityReportRecord(**values)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,32 +30,30 @@ from feature_service.adapters.metadata.base import (
 )
 from feature_service.adapters.metadata.records import (
     DATASET_ARRAY_FIELDS,
+    DATASET_COLUMNS,
     DATASET_FIELDS,
     DATASET_JSON_FIELDS,
-    DATASET_TIME_FIELDS,
     QUALITY_ARRAY_FIELDS,
+    QUALITY_COLUMNS,
     QUALITY_FIELDS,
     QUALITY_JSON_FIELDS,
     QUALITY_RATE_FIELDS,
-    QUALITY_TIME_FIELDS,
     REGISTRY_ARRAY_FIELDS,
+    REGISTRY_COLUMNS,
     REGISTRY_FIELDS,
     REGISTRY_JSON_FIELDS,
-    REGISTRY_TIME_FIELDS,
+    REGISTRY_UPSERT_SET,
+    TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
     RegistryVersionRecord,
+    RowCodec,
     as_utc,
     check_dataset_fields,
     quantize_rate,
     utc_now,
 )
 
-_DATASET_COLS: Final = ", ".join(DATASET_FIELDS)
-_REGISTRY_COLS: Final = ", ".join(REGISTRY_FIELDS)
-_QUALITY_COLS: Final = ", ".join(QUALITY_FIELDS)
-
-_TIME: Final = DATASET_TIME_FIELDS | REGISTRY_TIME_FIELDS | QUALITY_TIME_FIELDS
 _JSON: Final = (
     DATASET_JSON_FIELDS
     | DATASET_ARRAY_FIELDS
@@ -75,7 +73,7 @@ def _encode(name: str, value: Any) -> Any:
         return "[]"
     if value is None:
         return None
-    if name in _TIME:
+    if name in TIME_FIELDS:
         return _to_text_time(value)
     if name in _JSON:
         return orjson.dumps(value).decode()
@@ -91,7 +89,7 @@ def _encode(name: str, value: Any) -> Any:
 def _decode(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if name in _TIME:
+    if name in TIME_FIELDS:
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     if name in _JSON:
         return orjson.loads(value)
@@ -104,24 +102,7 @@ def _decode(name: str, value: Any) -> Any:
     return value
 
 
-def _values(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    return {n: _decode(n, row[n]) for n in names}
-
-
-def _dataset(row: Mapping[str, Any]) -> DatasetRecord:
-    values = _values(row, DATASET_FIELDS)
-    values["warnings"] = values["warnings"] or []
-    return DatasetRecord(**values)
-
-
-def _registry(row: Mapping[str, Any]) -> RegistryVersionRecord:
-    return RegistryVersionRecord(**_values(row, REGISTRY_FIELDS))
-
-
-def _quality(row: Mapping[str, Any]) -> DataQualityReportRecord:
-    values = _values(row, QUALITY_FIELDS)
-    values["recommendations"] = values["recommendations"] or []
-    return DataQualityReportRecord(**values)
+_rows: Final = RowCodec(_encode, _decode)
 
 
 def _placeholders(count: int) -> str:
@@ -328,14 +309,14 @@ class SqliteMetadataStore:
 
     # -- datasets -----------------------------------------------------------------------------
     async def create_dataset(self, record: DatasetRecord) -> DatasetRecord:
-        values = [_encode(n, getattr(record, n)) for n in DATASET_FIELDS]
+        values = _rows.values(record, DATASET_FIELDS)
         row = await self._fetchone(
-            f"INSERT INTO datasets ({_DATASET_COLS}) VALUES ({_placeholders(len(values))})"
-            f" RETURNING {_DATASET_COLS}",
+            f"INSERT INTO datasets ({DATASET_COLUMNS}) VALUES ({_placeholders(len(values))})"
+            f" RETURNING {DATASET_COLUMNS}",
             values,
         )
         assert row is not None
-        return _dataset(row)
+        return _rows.dataset(row)
 
     async def update_dataset(self, dataset_id: UUID, **fields: Any) -> DatasetRecord:
         check_dataset_fields(frozenset(fields))
@@ -347,18 +328,18 @@ class SqliteMetadataStore:
         assignments = ", ".join(f"{n} = ?" for n in fields)
         values = [_encode(n, v) for n, v in fields.items()]
         row = await self._fetchone(
-            f"UPDATE datasets SET {assignments} WHERE id = ? RETURNING {_DATASET_COLS}",
+            f"UPDATE datasets SET {assignments} WHERE id = ? RETURNING {DATASET_COLUMNS}",
             [*values, str(dataset_id)],
         )
         if row is None:
             raise KeyError(dataset_id)
-        return _dataset(row)
+        return _rows.dataset(row)
 
     async def get_dataset(self, dataset_id: UUID) -> DatasetRecord | None:
         row = await self._fetchone(
-            f"SELECT {_DATASET_COLS} FROM datasets WHERE id = ?", [str(dataset_id)]
+            f"SELECT {DATASET_COLUMNS} FROM datasets WHERE id = ?", [str(dataset_id)]
         )
-        return None if row is None else _dataset(row)
+        return None if row is None else _rows.dataset(row)
 
     async def list_datasets(
         self, status: str | None = None, symbol: str | None = None, limit: int = 1000
@@ -372,11 +353,11 @@ class SqliteMetadataStore:
             args.append(symbol)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT {_DATASET_COLS} FROM datasets{clause}"
+            f"SELECT {DATASET_COLUMNS} FROM datasets{clause}"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             [*args, limit],
         )
-        return [_dataset(r) for r in rows]
+        return [_rows.dataset(r) for r in rows]
 
     async def delete_dataset(self, dataset_id: UUID) -> bool:
         rows = await self._fetch(
@@ -392,37 +373,35 @@ class SqliteMetadataStore:
 
     # -- feature registry versions ------------------------------------------------------------
     async def upsert_registry_version(self, record: RegistryVersionRecord) -> RegistryVersionRecord:
-        values = [_encode(n, getattr(record, n)) for n in REGISTRY_FIELDS]
-        updates = ", ".join(
-            f"{n} = excluded.{n}" for n in REGISTRY_FIELDS if n not in ("version", "created_at")
-        )
+        values = _rows.values(record, REGISTRY_FIELDS)
         row = await self._fetchone(
-            f"INSERT INTO feature_registry_versions ({_REGISTRY_COLS})"
+            f"INSERT INTO feature_registry_versions ({REGISTRY_COLUMNS})"
             f" VALUES ({_placeholders(len(values))})"
-            f" ON CONFLICT (version) DO UPDATE SET {updates} RETURNING {_REGISTRY_COLS}",
+            f" ON CONFLICT (version) DO UPDATE SET {REGISTRY_UPSERT_SET}"
+            f" RETURNING {REGISTRY_COLUMNS}",
             values,
         )
         assert row is not None
-        return _registry(row)
+        return _rows.registry(row)
 
     async def get_registry_version(self, version: str) -> RegistryVersionRecord | None:
         row = await self._fetchone(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = ?", [version]
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE version = ?", [version]
         )
-        return None if row is None else _registry(row)
+        return None if row is None else _rows.registry(row)
 
     async def list_registry_versions(self) -> list[RegistryVersionRecord]:
         rows = await self._fetch(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions"
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions"
             " ORDER BY created_at DESC, version DESC"
         )
-        return [_registry(r) for r in rows]
+        return [_rows.registry(r) for r in rows]
 
     async def get_active_registry_version(self) -> RegistryVersionRecord | None:
         row = await self._fetchone(
-            f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE is_active = 1"
+            f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE is_active = 1"
         )
-        return None if row is None else _registry(row)
+        return None if row is None else _rows.registry(row)
 
     async def activate_registry_version(
         self,
@@ -436,14 +415,14 @@ class SqliteMetadataStore:
         loaded_at = _to_text_time(now or utc_now())
         async with self._transaction() as conn:
             found = await conn.execute_fetchall(
-                f"SELECT {_REGISTRY_COLS} FROM feature_registry_versions WHERE version = ?",
+                f"SELECT {REGISTRY_COLUMNS} FROM feature_registry_versions WHERE version = ?",
                 [version],
             )
             if not found:
                 raise KeyError(version)
             target = next(iter(found))
             if target["is_active"]:
-                return _registry(target)
+                return _rows.registry(target)
             current = await conn.execute_fetchall(
                 "UPDATE feature_registry_versions SET is_active = 0 WHERE is_active = 1"
                 " RETURNING version"
@@ -453,10 +432,10 @@ class SqliteMetadataStore:
                 "UPDATE feature_registry_versions SET is_active = 1, loaded_at = ?,"
                 " activated_by = ?, activation_reason = ?, rollback_from = ?,"
                 " previous_version = COALESCE(?, previous_version)"
-                f" WHERE version = ? RETURNING {_REGISTRY_COLS}",
+                f" WHERE version = ? RETURNING {REGISTRY_COLUMNS}",
                 [loaded_at, activated_by, reason, rollback_from, previous, version],
             )
-            return _registry(next(iter(rows)))
+            return _rows.registry(next(iter(rows)))
 
     async def delete_registry_version(self, version: str) -> bool:
         async with self._transaction() as conn:
@@ -474,22 +453,22 @@ class SqliteMetadataStore:
     async def insert_quality_report(
         self, record: DataQualityReportRecord
     ) -> DataQualityReportRecord:
-        values = [_encode(n, getattr(record, n)) for n in QUALITY_FIELDS]
+        values = _rows.values(record, QUALITY_FIELDS)
         row = await self._fetchone(
-            f"INSERT INTO data_quality_reports ({_QUALITY_COLS})"
-            f" VALUES ({_placeholders(len(values))}) RETURNING {_QUALITY_COLS}",
+            f"INSERT INTO data_quality_reports ({QUALITY_COLUMNS})"
+            f" VALUES ({_placeholders(len(values))}) RETURNING {QUALITY_COLUMNS}",
             values,
         )
         assert row is not None
-        return _quality(row)
+        return _rows.quality(row)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime
     ) -> DataQualityReportRecord | None:
         row = await self._fetchone(
-            f"SELECT {_QUALITY_COLS} FROM data_quality_reports"
+            f"SELECT {QUALITY_COLUMNS} FROM data_quality_reports"
             " WHERE symbol = ? AND period_start >= ? AND period_end <= ?"
             " ORDER BY created_at DESC, period_end DESC, id DESC LIMIT 1",
             [symbol, _to_text_time(start), _to_text_time(end)],
         )
-        return None if row is None else _quality(row)
+        return None if row is None else _rows.quality(row)

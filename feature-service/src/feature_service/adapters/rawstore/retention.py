@@ -25,7 +25,7 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,11 @@ class RetentionAction:
         return asdict(self)
 
 
-def _record(actions: list[RetentionAction], action: RetentionAction) -> None:
-    actions.append(action)
-    log.info("raw_retention_action", **action.as_dict())
+def _record(actions: list[RetentionAction], action: RetentionAction | None) -> None:
+    """Keep and log ``action``; None (nothing to do) is skipped."""
+    if action is not None:
+        actions.append(action)
+        log.info("raw_retention_action", **action.as_dict())
 
 
 def _sizes(parts: Sequence[PartFile]) -> int:
@@ -90,6 +92,20 @@ def _sizes(parts: Sequence[PartFile]) -> int:
 
 def _kinds(kinds: Iterable[Kind | str] | None) -> tuple[Kind, ...]:
     return ALL_KINDS if kinds is None else resolve_kinds(kinds)
+
+
+def _day_symbols(
+    root: Path, day: str, symbol: str | None, kinds: Iterable[Kind | str] | None
+) -> Iterator[tuple[Kind, str]]:
+    """Each (kind, symbol) stored under ``root`` for ``day``, only ``symbol`` when given. The
+    day name is checked at once; each kind's symbols are listed when the walk reaches it."""
+    day_number(day)
+    return (
+        (kind, sym)
+        for kind in _kinds(kinds)
+        for sym in list_symbols(root, kind, day)
+        if symbol is None or sym == symbol
+    )
 
 
 # -- merging ------------------------------------------------------------------------------------
@@ -333,12 +349,9 @@ def apply_retention(
                 recompress_level=recompress_level,
                 dry_run=dry_run,
             )
-            if action is not None:
-                _record(actions, action)
+            _record(actions, action)
         elif compact_after_days is not None and n <= today - compact_after_days:
-            action = compact_symbol_day(root, kind, day, symbol, dry_run=dry_run)
-            if action is not None:
-                _record(actions, action)
+            _record(actions, compact_symbol_day(root, kind, day, symbol, dry_run=dry_run))
 
     if archive is not None:
         for kind, day, symbol, _folder in list(iter_symbol_dirs(archive, wanted)):
@@ -360,24 +373,19 @@ def archive_day(
 ) -> list[RetentionAction]:
     """Archive one day now, whatever its age (operator command)."""
     root, archive = Path(root), Path(archive_root)
-    day_number(day)  # validates the name
     actions: list[RetentionAction] = []
-    for kind in _kinds(kinds):
-        for sym in list_symbols(root, kind, day):
-            if symbol is not None and sym != symbol:
-                continue
-            action = archive_symbol_day(
-                root,
-                archive,
-                kind,
-                day,
-                sym,
-                recompress=recompress,
-                recompress_level=recompress_level,
-                dry_run=dry_run,
-            )
-            if action is not None:
-                _record(actions, action)
+    for kind, sym in _day_symbols(root, day, symbol, kinds):
+        action = archive_symbol_day(
+            root,
+            archive,
+            kind,
+            day,
+            sym,
+            recompress=recompress,
+            recompress_level=recompress_level,
+            dry_run=dry_run,
+        )
+        _record(actions, action)
     return actions
 
 
@@ -392,23 +400,18 @@ def compact_day(
     dry_run: bool = False,
 ) -> list[RetentionAction]:
     root = Path(root)
-    day_number(day)
     actions: list[RetentionAction] = []
-    for kind in _kinds(kinds):
-        for sym in list_symbols(root, kind, day):
-            if symbol is not None and sym != symbol:
-                continue
-            action = compact_symbol_day(
-                root,
-                kind,
-                day,
-                sym,
-                compression=compression,
-                compression_level=compression_level,
-                dry_run=dry_run,
-            )
-            if action is not None:
-                _record(actions, action)
+    for kind, sym in _day_symbols(root, day, symbol, kinds):
+        action = compact_symbol_day(
+            root,
+            kind,
+            day,
+            sym,
+            compression=compression,
+            compression_level=compression_level,
+            dry_run=dry_run,
+        )
+        _record(actions, action)
     return actions
 
 
@@ -427,38 +430,35 @@ def restore(
     The archive keeps its copy; the hot folder is marked with ``now_us`` so retention holds it
     for a while. Files already present (same name and size) are not copied again."""
     archive, root = Path(archive_root), Path(root)
-    day_number(day)
+    symbols = _day_symbols(archive, day, symbol, kinds)
     now = time.time_ns() // 1000 if now_us is None else now_us
     actions: list[RetentionAction] = []
-    for kind in _kinds(kinds):
-        for sym in list_symbols(archive, kind, day):
-            if symbol is not None and sym != symbol:
-                continue
-            parts = list_parts(archive, kind, day, sym)
-            if not parts:
-                continue
-            target_dir = symbol_dir(root, kind, day, sym)
-            if not dry_run:
-                for part in parts:
-                    target = target_dir / part.path.name
-                    if target.exists() and file_size(target) == file_size(part.path):
-                        continue
-                    copy_file_durable(part.path, target)
-                _write_marker(target_dir, now)
-            _record(
-                actions,
-                RetentionAction(
-                    "restore",
-                    kind.value,
-                    day,
-                    sym,
-                    str(symbol_dir(archive, kind, day, sym)),
-                    str(target_dir),
-                    len(parts),
-                    _sizes(parts),
-                    dry_run,
-                ),
-            )
+    for kind, sym in symbols:
+        parts = list_parts(archive, kind, day, sym)
+        if not parts:
+            continue
+        target_dir = symbol_dir(root, kind, day, sym)
+        if not dry_run:
+            for part in parts:
+                target = target_dir / part.path.name
+                if target.exists() and file_size(target) == file_size(part.path):
+                    continue
+                copy_file_durable(part.path, target)
+            _write_marker(target_dir, now)
+        _record(
+            actions,
+            RetentionAction(
+                "restore",
+                kind.value,
+                day,
+                sym,
+                str(symbol_dir(archive, kind, day, sym)),
+                str(target_dir),
+                len(parts),
+                _sizes(parts),
+                dry_run,
+            ),
+        )
     return actions
 
 
