@@ -335,3 +335,314 @@ class TestRunner:
     def test_unknown_section_is_an_error(self) -> None:
         with pytest.raises(SystemExit):
             cli.parse_args(["--only", "book,nonsense"])
+
+
+# --------------------------------------------------------------------------- live / raw / offline
+
+from benchmarks import bench_live, bench_offline, bench_rawstore  # noqa: E402
+
+from feature_service.adapters.rawstore.layout import Kind, kind_of  # noqa: E402
+from feature_service.market.parsing import parse_message  # noqa: E402
+from feature_service.market.timeutil import parse_iso_us  # noqa: E402
+
+
+def _vectors(rows: list[tuple[int, int, int, int]]) -> bench_live.Vectors:
+    """(symbol index, close time, receipt, last feed index) per vector."""
+    columns = list(zip(*rows, strict=True))
+    return bench_live.Vectors(
+        symbol=np.array(columns[0], dtype=np.int64),
+        t_us=np.array(columns[1], dtype=np.int64),
+        received_us=np.array(columns[2], dtype=np.int64),
+        last_index=np.array(columns[3], dtype=np.int64),
+        compute_ms=np.ones(len(rows)),
+        features=[{} for _ in rows],
+    )
+
+
+class TestLiveFeed:
+    def test_feed_is_ws_gateway_envelopes_round_robin_with_the_index_in_trace_id(self) -> None:
+        symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+        feed = bench_live.build_feed(900, seed=4, symbols=symbols)
+        now = 1_800_000_000_123_456
+        books = {s: OrderBook(s) for s in symbols}
+        kinds: list[str] = []
+        for i, msg in enumerate(feed):
+            body = msg.body(now + i)
+            doc = json.loads(body)
+            assert set(doc) == {
+                "event_id",
+                "event_type",
+                "topic",
+                "timestamp",
+                "received_at",
+                "payload",
+                "trace_id",
+            }
+            assert parse_iso_us(doc["received_at"]) == now + i - bench_live.GATEWAY_LAG_US
+            assert parse_iso_us(doc["timestamp"]) == now + i - bench_live.EXCHANGE_LAG_US
+            assert msg.headers == {
+                "event_type": doc["event_type"],
+                "topic": doc["topic"],
+                "trace_id": doc["trace_id"],
+            }
+            (event,) = parse_message(body, receive_ts=now + i)
+            assert event.symbol == symbols[i % 3]
+            assert bench_live.index_of_trace(event.trace_id) == i
+            kinds.append(msg.kind)
+            if isinstance(event, Trade):
+                assert msg.kind == "trade" and doc["topic"] == f"publicTrade.{event.symbol}"
+                # Trade time is stamped at publish, in ms, from the exchange time.
+                assert event.trade_time == (now + i - bench_live.EXCHANGE_LAG_US) // 1000 * 1000
+            else:
+                assert isinstance(event, BookSnapshot if i < 3 else BookDelta)
+                assert msg.kind == "orderbook" and doc["topic"] == f"orderbook.50.{event.symbol}"
+                books[event.symbol].apply(event)
+        for book in books.values():  # every symbol's deltas follow on: the books stay in sync
+            assert book.status is BookStatus.SYNCED and book.stats.gaps == 0
+        share = kinds.count("orderbook") / len(kinds)
+        assert 0.68 <= share <= 0.82  # 3 book messages for each trade
+
+    def test_trace_ids(self) -> None:
+        assert bench_live.index_of_trace(bench_live.trace_id_of(123_456)) == 123_456
+        assert bench_live.index_of_trace("5d0c7a8e-1f2b-4c3d-8e9f-0a1b2c3d4e5f") == -1
+        assert bench_live.index_of_trace(None) == -1
+
+    def test_parse_vectors_keeps_the_1s_vectors_of_known_symbols(self) -> None:
+        def body(symbol: str, interval: str, trace: str | None) -> bytes:
+            return json.dumps(
+                {
+                    "symbol": symbol,
+                    "interval": interval,
+                    "timestamp_us": 2_000_000,
+                    "trace_id": trace,
+                    "computation_latency_ms": 0.25,
+                    "features": {"mid_price": 1.0},
+                }
+            ).encode()
+
+        received = [
+            (2_010_000, body("ETHUSDT", "1s", bench_live.trace_id_of(7))),
+            (2_011_000, body("ETHUSDT", "3s", bench_live.trace_id_of(7))),
+            (2_012_000, body("XXXUSDT", "1s", None)),
+            (2_013_000, body("BTCUSDT", "1s", None)),
+        ]
+        v = bench_live.parse_vectors(received, ("BTCUSDT", "ETHUSDT"))
+        assert v.symbol.tolist() == [1, 0]
+        assert v.received_us.tolist() == [2_010_000, 2_013_000]
+        assert v.last_index.tolist() == [7, -1]
+        assert v.compute_ms.tolist() == [0.25, 0.25]
+        assert v.features == [{"mid_price": 1.0}] * 2
+
+
+class TestLiveMatching:
+    def test_each_message_goes_to_the_first_vector_that_includes_it(self) -> None:
+        s = 1_000_000
+        # Two symbols: message i belongs to symbol i % 2.
+        publish = np.array(
+            [
+                100_000,  # 0, sym 0: in the vector at 1 s (it covers up to index 2)
+                200_000,  # 1, sym 1: in 1 s
+                990_000,  # 2, sym 0: in 1 s too (covered: last index 2)
+                999_000,  # 3, sym 1: published before 1 s but arrived after: 1 s vector
+                #             only covers index 1 -> the 2 s vector
+                1_500_000,  # 4, sym 0: 2 s
+                2_500_000,  # 5, sym 1: no vector after it -> unmatched
+            ],
+            dtype=np.int64,
+        )
+        vectors = _vectors(
+            [
+                (0, 1 * s, 1 * s + 4_000, 2),
+                (1, 1 * s, 1 * s + 6_000, 1),
+                (0, 2 * s, 2 * s + 3_000, 4),
+                (1, 2 * s, 2 * s + 9_000, 3),
+            ]
+        )
+        m = bench_live.match_messages(publish, 2, vectors)
+        # Concatenated per symbol: symbol 0's messages (0, 2, 4), then symbol 1's (1, 3).
+        assert m.unmatched == 1
+        assert m.service_us.tolist() == [4_000, 4_000, 3_000, 6_000, 9_000]
+        assert m.raw_us.tolist() == [
+            1_004_000 - 100_000,
+            1_004_000 - 990_000,
+            2_003_000 - 1_500_000,
+            1_006_000 - 200_000,
+            2_009_000 - 999_000,
+        ]
+        assert m.boundary_wait_us.tolist() == [900_000, 10_000, 500_000, 800_000, 1_000]
+
+    def test_a_message_published_after_the_close_waits_for_the_next_vector(self) -> None:
+        # Index 0 published 2 ms after the 1 s close: even if the 1 s vector's trace claims it
+        # (it cannot), the t > publish rule sends it to 2 s; the service latency then starts at
+        # that vector's close, not at the publish.
+        publish = np.array([1_002_000], dtype=np.int64)
+        vectors = _vectors([(0, 1_000_000, 1_010_000, 0), (0, 2_000_000, 2_005_000, 0)])
+        m = bench_live.match_messages(publish, 1, vectors)
+        assert m.service_us.tolist() == [5_000]
+        assert m.raw_us.tolist() == [2_005_000 - 1_002_000]
+        assert m.unmatched == 0
+
+    def test_crossing_rate_is_the_5_to_95_percent_slope(self) -> None:
+        samples = [(0.0, 0), (1.0, 40), (2.0, 100), (3.0, 600), (4.0, 960), (5.0, 1000)]
+        # 5 % = 50 first reached at 2.0 s (100); 95 % = 950 first reached at 4.0 s (960).
+        assert bench_live.crossing_rate(samples, 1000) == pytest.approx((960 - 100) / 2.0)
+        with pytest.raises(ValueError):
+            bench_live.crossing_rate([(0.0, 0), (1.0, 10)], 1000)
+
+    def test_latency_rows_report_the_matched_percentiles(self) -> None:
+        matched = bench_live.Matched(
+            service_us=np.arange(1, 101, dtype=np.int64) * 1_000,  # 1..100 ms
+            raw_us=np.full(100, 500_000, dtype=np.int64),
+            boundary_wait_us=np.full(100, 400_000, dtype=np.int64),
+            unmatched=0,
+        )
+        vectors = _vectors([(0, 1_000_000, 1_001_000, 0)] * 3)
+        run = bench_live.LatencyRun(1000.0, 100, 990.0, 0.01, matched, vectors, [1.0, 3.0])
+        rows = bench_live.latency_rows(run, np.array([500, 1_500], dtype=np.int64))
+        by_name = {r.name.split(" (")[0]: r for r in rows}
+        assert by_name["live.latency service p50"].value == pytest.approx(50.5)
+        assert by_name["live.latency service p99"].value == pytest.approx(99.01)
+        assert by_name["live.latency service p50"].baseline_value == pytest.approx(1.0)
+        assert "p95 95.0 ms" in by_name["live.latency service p99"].note
+        assert "MISSED" in by_name["live.latency service p99"].note  # p95 95 ms > 70 ms
+        assert by_name["live.publish->vector p50"].value == pytest.approx(500.0)
+        assert by_name["live.publish->vector p50"].baseline_value == pytest.approx(400.0)
+        assert by_name["live.compute per vector p99"].value == pytest.approx(1.0)
+        for row in rows:
+            assert row.ratio == pytest.approx(
+                common.cost_ratio(row.value, row.baseline_value or 0, row.unit)
+            )
+
+
+def _rabbitmq_reachable() -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(bench_live.rabbitmq_url())
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 5672), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+def test_live_measure_tiny_against_rabbitmq() -> None:
+    if not _rabbitmq_reachable():
+        pytest.skip("RabbitMQ is not reachable")
+    sizes = bench_live.Sizes(rates=(400.0,), seconds=1.0, ingest_messages=3_000, rtt_messages=40)
+    rows = bench_live.measure(sizes)
+    tag = "(400 msgs/s)"
+    check_rows(
+        rows,
+        {
+            f"live.latency service p50 {tag}",
+            f"live.latency service p99 {tag}",
+            f"live.publish->vector p50 {tag}",
+            f"live.publish->vector p99 {tag}",
+            f"live.compute per vector p50 {tag}",
+            f"live.compute per vector p99 {tag}",
+            "live.ingest sustained (raw store on)",
+        },
+    )
+    by_name = {r.name: r for r in rows}
+    assert "400 msgs matched (0 unmatched)" in by_name[f"live.latency service p50 {tag}"].note
+    # A vector cannot reach the reader before its close: the raw delay is at least the wait.
+    raw = by_name[f"live.publish->vector p50 {tag}"]
+    assert raw.value >= raw.baseline_value  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- rawstore
+
+
+class TestRawstore:
+    def test_inputs_cover_every_kind_with_their_own_bodies(self) -> None:
+        inputs = bench_rawstore.build_inputs(minutes=1, snapshots=5, klines=20, funding=7)
+        assert set(inputs) == set(bench_rawstore.KIND_LABELS)
+        assert len(inputs[Kind.ORDERBOOK_SNAPSHOTS].events) == 5 + 1  # the stream's own first
+        assert len(inputs[Kind.KLINES].events) == 20  # confirmed history only
+        assert len(inputs[Kind.FUNDING].events) == 7 + 1
+        assert len(inputs[Kind.ORDERBOOK_DELTAS].events) == 60 * 50
+        for kind, data in inputs.items():
+            assert len(data.events) == len(data.bodies) > 0
+            for event, body in zip(data.events[:50], data.bodies[:50], strict=True):
+                assert kind_of(event) is kind
+                assert parse_message(body, receive_ts=event.receive_ts) == [event]
+        klines = inputs[Kind.KLINES].events
+        assert all(k.confirmed for k in klines)  # type: ignore[attr-defined]
+        days = {e.receive_ts // 86_400_000_000 for e in klines}
+        assert len(days) == 1
+
+    def test_writers_report_the_bytes_they_put_on_disk(self, tmp_path: Path) -> None:
+        inputs = bench_rawstore.build_inputs(minutes=1, snapshots=3, klines=10, funding=3)
+        data = inputs[Kind.TRADES]
+        written = bench_rawstore.sync_write(data, tmp_path / "sync")
+        assert written == sum(p.stat().st_size for p in (tmp_path / "sync").rglob("*.parquet"))
+        async_bytes = bench_rawstore.async_write(data, tmp_path / "async", flush_rows=100)
+        files = list((tmp_path / "async").rglob("*.parquet"))
+        assert len(files) == -(-len(data.events) // 100)  # ceil: one file per batch
+        assert async_bytes == sum(p.stat().st_size for p in files)
+        tables = bench_rawstore.equivalent_tables(data, chunk=100)
+        assert sum(t.num_rows for t in tables) == len(data.events)
+        bare = bench_rawstore.bare_write(tables, tmp_path / "bare")
+        assert bare == sum(p.stat().st_size for p in (tmp_path / "bare").glob("*.parquet"))
+
+    def test_buffer_memory_grows_with_the_buffered_messages(self, tmp_path: Path) -> None:
+        data = bench_rawstore.build_inputs(minutes=1, snapshots=1, klines=1, funding=1)[
+            Kind.ORDERBOOK_DELTAS
+        ]
+        small = bench_rawstore.buffer_memory(data, tmp_path / "a", 1_000)
+        large = bench_rawstore.buffer_memory(data, tmp_path / "b", 2_000)
+        assert small.json == sum(len(b) for b in data.bodies[:1_000])
+        # It holds the bodies (fresh copies) and the events: more than the JSON alone ...
+        assert small.buffered > small.json and large.buffered > large.json
+        # ... and per message about the same at both sizes.
+        assert large.buffered / small.buffered == pytest.approx(2.0, rel=0.25)
+        assert small.arrow > 0
+
+    def test_measure_tiny(self) -> None:
+        rows = bench_rawstore.measure(minutes=1, snapshots=5, klines=30, funding=20, repeat=1)
+        labels = bench_rawstore.KIND_LABELS.values()
+        check_rows(
+            rows,
+            {f"rawstore.write {label}" for label in labels}
+            | {f"rawstore.bytes/msg {label}" for label in labels}
+            | {
+                "rawstore.async write orderbook deltas (5,000-row batches)",
+                "rawstore.async write orderbook deltas (500-row batches)",
+                "rawstore.buffer memory orderbook deltas",
+                "rawstore.buffer memory trades",
+            },
+        )
+        by_name = {r.name: r for r in rows}
+        # zstd Parquet of ~430-byte envelopes: well under the JSON, far over nothing.
+        assert 20 < by_name["rawstore.bytes/msg orderbook deltas"].value < 430
+
+
+# --------------------------------------------------------------------------- offline
+
+
+class TestOffline:
+    def test_measure_tiny_and_the_projection_arithmetic(self) -> None:
+        rows = bench_offline.measure(minutes=2, repeat=1)
+        check_rows(rows, {"offline.rebuild", "offline.month projection", "offline.month vs SC-005"})
+        by_name = {r.name: r for r in rows}
+        rebuild = by_name["offline.rebuild"]
+        found = re.search(r"\(([0-9,]+)/h\) -> ([0-9,]+) 1 s vectors", rebuild.note)
+        assert found is not None
+        per_hour = int(found.group(1).replace(",", ""))
+        assert int(found.group(2).replace(",", "")) == 120  # one vector per second of 2 min
+        month = by_name["offline.month projection"]
+        assert month.value == pytest.approx(30 * 24 * per_hour / rebuild.value / 60, rel=1e-9)
+        assert month.baseline_value == pytest.approx(
+            30 * 24 * per_hour / (rebuild.baseline_value or 0) / 60, rel=1e-9
+        )
+        assert by_name["offline.month vs SC-005"].value == pytest.approx(120 / month.value)
+
+    def test_rebuild_and_live_replay_must_agree(self) -> None:
+        same = bench_offline.Pass(1.0, 1.0, 10, 2, {"a": 1.0})
+        bench_offline._check_same(same, bench_offline.Pass(2.0, 2.0, 10, 2, {"a": 1.0}))
+        with pytest.raises(RuntimeError):
+            bench_offline._check_same(same, bench_offline.Pass(1.0, 1.0, 10, 3, {"a": 1.0}))
+        with pytest.raises(RuntimeError):
+            bench_offline._check_same(same, bench_offline.Pass(1.0, 1.0, 10, 2, {"a": 2.0}))
