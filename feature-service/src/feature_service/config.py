@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     replay_speed: float = 10.0
     replay_loop: bool = True
 
-    # Raw storage
+    # Raw storage (off: acknowledge after the engine step; for compute-only replicas)
+    raw_store_enabled: bool = True
     raw_flush_rows: int = 5000
     raw_flush_age_s: float = 1.0
     retention_days: int = 90

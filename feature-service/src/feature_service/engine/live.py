@@ -78,6 +78,7 @@ class LiveEngine:
         self._outbox: asyncio.Queue[FeatureVector] = asyncio.Queue(maxsize=publish_queue_size)
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_acks: set[asyncio.Future[Any]] = set()
+        self._acks_by_batch: dict[asyncio.Future[Any], list[DeliveryLike]] = {}
 
     # -- ingestion -----------------------------------------------------------------------------
     def ingest(self, body: bytes | str, source: str = "") -> list[MarketEvent]:
@@ -116,21 +117,38 @@ class LiveEngine:
         )
 
     def ack_when_stored(self, delivery: DeliveryLike, stored: list[asyncio.Future[None]]) -> None:
-        """Acknowledge once every future resolved (the message is durably on disk)."""
-        done = asyncio.gather(*stored)
-        self._pending_acks.add(done)
-        done.add_done_callback(lambda fut: self._after_store(fut, delivery))
+        """Acknowledge once every future resolved (the message is durably on disk).
 
-    def _after_store(self, fut: asyncio.Future[Any], delivery: DeliveryLike) -> None:
+        The raw writer hands out one future per batch, so deliveries are grouped by it: one
+        callback and one ack task per stored batch instead of per message."""
+        fut: asyncio.Future[Any] = stored[0] if len(stored) == 1 else asyncio.gather(*stored)
+        waiting = self._acks_by_batch.get(fut)
+        if waiting is None:
+            waiting = self._acks_by_batch[fut] = []
+            self._pending_acks.add(fut)
+            fut.add_done_callback(self._after_store)
+        waiting.append(delivery)
+
+    def _after_store(self, fut: asyncio.Future[Any]) -> None:
         self._pending_acks.discard(fut)
+        deliveries = self._acks_by_batch.pop(fut, [])
         if fut.cancelled() or fut.exception() is not None:
-            # Not acknowledged: the broker redelivers it after a reconnect or restart.
-            self.stats.raw_failures += 1
-            log.error("raw_store_failed", queue=delivery.queue, error=repr(fut.exception()))
+            # Not acknowledged: the broker redelivers them after a reconnect or restart.
+            self.stats.raw_failures += len(deliveries)
+            error = "cancelled" if fut.cancelled() else repr(fut.exception())
+            log.error("raw_store_failed", messages=len(deliveries), error=error)
             return
-        task = asyncio.ensure_future(delivery.ack())
+        task = asyncio.ensure_future(self._ack_all(deliveries))
         self._pending_acks.add(task)
         task.add_done_callback(self._pending_acks.discard)
+
+    @staticmethod
+    async def _ack_all(deliveries: list[DeliveryLike]) -> None:
+        for delivery in deliveries:
+            try:
+                await delivery.ack()
+            except Exception as exc:  # a gone channel: the broker redelivers; never stop here
+                log.warning("ack_failed", queue=delivery.queue, error=repr(exc))
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self) -> list[FeatureVector]:
@@ -168,20 +186,30 @@ class LiveEngine:
         if self._on_vectors is not None:
             self._on_vectors(vectors)
 
-    async def run_publisher(self) -> None:
+    async def run_publisher(self, max_in_flight: int = 256) -> None:
+        """Publish everything waiting at once and then await the confirms together: one broker
+        round trip per batch instead of per vector, so a slow confirm cannot queue vectors up."""
         assert self._publisher is not None
         while True:
-            vector = await self._outbox.get()
-            while True:
-                try:
-                    await self._publisher(vector)
-                    self.stats.published += 1
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.stats.publish_failures += 1
-                    log.warning("publish_failed", error=repr(exc), symbol=vector.symbol)
+            batch = [await self._outbox.get()]
+            while len(batch) < max_in_flight and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            while batch:
+                results = await asyncio.gather(
+                    *(self._publisher(v) for v in batch), return_exceptions=True
+                )
+                failed = []
+                for vector, result in zip(batch, results, strict=True):
+                    if isinstance(result, asyncio.CancelledError):
+                        raise result
+                    if isinstance(result, BaseException):
+                        failed.append(vector)
+                        self.stats.publish_failures += 1
+                        log.warning("publish_failed", error=repr(result), symbol=vector.symbol)
+                    else:
+                        self.stats.published += 1
+                batch = failed
+                if batch:
                     await asyncio.sleep(1.0)
 
     def latest_vector(self, symbol: str, interval_s: int | None = None) -> FeatureVector | None:

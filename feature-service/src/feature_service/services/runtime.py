@@ -74,7 +74,7 @@ class Runtime:
             WallClock(),
             publisher=self._publish_vector,
             dead_letter=self.bus.dead_letter,
-            raw_sink=self.raw_writer,
+            raw_sink=self.raw_writer if settings.raw_store_enabled else None,
             on_vectors=self._archive_vectors,
         )
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
