@@ -365,6 +365,11 @@ async def test_walk_forward_produces_every_fold(service: Service) -> None:
     assert len(frame) == 3 * 1440 - 4
     assert set(frame["target"]) <= {"up", "down", "flat"}
     assert frame["timestamp"].min() == pd.Timestamp("2026-01-03T00:00:00Z")
+    base = f"/dataset/{meta['dataset_id']}/download"
+    test = await service.http.get(f"{base}?split=test", headers=KEY)  # the test fold's
+    assert len(pd.read_parquet(io.BytesIO(test.content))) == meta["test_records"]
+    unfolded = await service.http.get(f"{base}?split=train", headers=KEY)
+    assert unfolded.status_code == 404 and "fold_0_train" in unfolded.json()["message"]
 
     # A minimum of 4316 train rows skips exactly the first fold (4315 rows), saying why; an
     # impossible minimum is refused before anything runs.

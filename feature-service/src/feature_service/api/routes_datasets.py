@@ -225,11 +225,11 @@ def _split_file(rec: DatasetRecord, split: str, fold: int | None) -> str:
     files: dict[str, str] = (rec.manifest or {}).get("outputs", {})
     if fold is not None:
         key = f"fold_{fold}_{split}"
-    elif split in files:
-        key = split
-    else:
+    elif split == "test" and split not in files:
         # Walk-forward: the test split is the test fold's; other splits need a fold number.
-        key = next((k for k in files if k.endswith(f"_{split}") and split == "test"), split)
+        key = next((k for k in files if k.endswith("_test")), split)
+    else:
+        key = split
     if key not in files:
         raise ApiError(
             404,
