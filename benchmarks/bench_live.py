@@ -858,7 +858,7 @@ def latency_rows(run: LatencyRun, rtt_us: np.ndarray) -> list[Result]:
     vectors = f"{len(run.vectors.t_us):,} vectors"
     pub50, pub99 = percentiles(run.publish_ms) if run.publish_ms else (math.nan, math.nan)
     publish = (
-        f"service's publish of one vector (awaits the broker confirm, vectors in series) "
+        f"service's publish of one vector (until its broker confirm; publishes are pipelined) "
         f"p50 {pub50:.2f} / p99 {pub99:.1f} ms"
     )
     slo = "SC-001 p95 <= 70 ms"
