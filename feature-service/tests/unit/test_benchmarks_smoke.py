@@ -528,8 +528,8 @@ def _rabbitmq_reachable() -> bool:
 
 @pytest.mark.integration
 def test_live_measure_tiny_against_rabbitmq() -> None:
-    if not _rabbitmq_reachable():
-        pytest.skip("RabbitMQ is not reachable")
+    # `make test` starts RabbitMQ first; never skip silently when it is missing.
+    assert _rabbitmq_reachable(), "RabbitMQ is not reachable (run `make services`)"
     sizes = bench_live.Sizes(rates=(400.0,), seconds=1.0, ingest_messages=3_000, rtt_messages=40)
     rows = bench_live.measure(sizes)
     tag = "(400 msgs/s)"
