@@ -13,19 +13,13 @@ from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
+from feature_service.engine.vector import parse_interval
 from feature_service.logging import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(storage_app, name="storage")
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
-
-
-def _parse_interval(text: str) -> int:
-    text = text.strip().lower()
-    if text.endswith("m"):
-        return int(text[:-1]) * 60
-    return int(text.removesuffix("s"))
 
 
 @app.command()
@@ -44,7 +38,7 @@ def compute(
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.registry_path)
-    interval_s = _parse_interval(interval)
+    interval_s = parse_interval(interval)
     engine = FeatureEngine(
         intervals_s=sorted({interval_s, *settings.intervals}),
         registry_version=registry.version,
@@ -91,7 +85,7 @@ def validate_identity_cmd(
         settings.raw_dir,
         settings.vectors_dir,
         symbol=symbol.upper(),
-        interval_s=_parse_interval(interval),
+        interval_s=parse_interval(interval),
         start_us=parse_time_us(start),
         end_us=parse_time_us(end),
         intervals_s=list(settings.intervals),

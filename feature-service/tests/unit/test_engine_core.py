@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from feature_service.engine.clock import IntervalClock
+from feature_service.engine.boundaries import IntervalClock
 from feature_service.engine.core import FeatureEngine
-from feature_service.engine.vector import FeatureVector, interval_label
+from feature_service.engine.vector import FeatureVector, interval_label, parse_interval
 from feature_service.features.catalog import FEATURE_NAMES
 from feature_service.market.events import US_PER_S
 from tests.fixtures.events import trade_at
@@ -124,6 +124,17 @@ class TestFeatureEngine:
 
     def test_interval_labels(self) -> None:
         assert [interval_label(s) for s in (1, 3, 15, 60, 3600)] == ["1s", "3s", "15s", "1m", "1h"]
+        assert [parse_interval(x) for x in ("1s", "3s", "15s", "1m", "60s", "1h")] == [
+            1,
+            3,
+            15,
+            60,
+            60,
+            3600,
+        ]
+        for bad in ("", "2", "0s", "-1s", "1d", "s"):
+            with pytest.raises(ValueError):
+                parse_interval(bad)
 
 
 def test_timer_interleaving_does_not_change_vectors(sample_events: list) -> None:

@@ -44,6 +44,19 @@ def test_identical_archive_passes(tmp_path: Path, sample_events: list[MarketEven
     assert report["ok"], report
     assert report["compared"] == report["identical_rows"] == n > 100
     assert report["sessions"] == 1
+    # A period selects only its own vectors (here the last minute of the sample slice).
+    last = max(e.receive_ts for e in sample_events)
+    end = last - last % 1_000_000
+    partial = validate_identity(
+        tmp_path / "raw",
+        tmp_path / "features",
+        symbol="BTCUSDT",
+        interval_s=1,
+        start_us=end - 60_000_000,
+        end_us=end,
+        intervals_s=[1, 60],
+    )
+    assert partial.ok and partial.compared == 60
 
 
 def test_a_changed_value_is_reported_per_feature(

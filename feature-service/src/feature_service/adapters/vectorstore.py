@@ -19,7 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_service.adapters.rawstore.layout import day_of, write_table_atomic
+from feature_service.adapters.rawstore.layout import (
+    US_PER_DAY,
+    day_number,
+    day_of,
+    is_day_name,
+    write_table_atomic,
+)
 from feature_service.engine.offline import vector_schema, vectors_to_table
 from feature_service.engine.vector import FeatureVector, interval_label
 from feature_service.logging import get_logger
@@ -105,8 +111,13 @@ def read_archived(
     """Archived live vectors with ``start_us <= timestamp < end_us``, sorted by time."""
     base = root / interval_label(interval_s)
     frames = []
-    for path in sorted(base.glob(f"*/{symbol}/part-*.parquet")):
-        frames.append(pq.read_table(path).to_pandas())
+    # Only the day folders the range touches: an archive grows by a folder a day.
+    first, last = start_us // US_PER_DAY, (end_us - 1) // US_PER_DAY
+    days = sorted(p.name for p in base.iterdir() if is_day_name(p.name)) if base.is_dir() else []
+    for day in days:
+        if first <= day_number(day) <= last:
+            for path in sorted((base / day / symbol).glob("part-*.parquet")):
+                frames.append(pq.read_table(path).to_pandas())
     if not frames:
         return pd.DataFrame(columns=archive_schema().names)
     df = pd.concat(frames, ignore_index=True)

@@ -11,10 +11,9 @@ from fastapi.responses import Response
 from feature_service.api.deps import RuntimeDep
 from feature_service.api.errors import ApiError
 from feature_service.api.schemas import ErrorOut, FeatureVectorOut
+from feature_service.engine.vector import parse_interval
 
 router = APIRouter(tags=["features"])
-
-_INTERVALS = {"1s": 1, "3s": 3, "15s": 15, "1m": 60, "60s": 60}
 
 
 @router.get(
@@ -31,7 +30,7 @@ async def latest_features(
     ] = None,
 ) -> Response:
     symbol = symbol.upper()
-    interval_s = _INTERVALS[interval] if interval else None
+    interval_s = parse_interval(interval) if interval else None
     vector = runtime.live.latest_vector(symbol, interval_s)
     if vector is None:
         if runtime.live.latest_vector(symbol) is None:

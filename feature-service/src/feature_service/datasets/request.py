@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from feature_service.engine.vector import parse_interval
+
 if TYPE_CHECKING:
     from feature_service.registry.loader import Registry
 
@@ -22,7 +24,6 @@ SplitStrategy = Literal["time_based", "walk_forward", "random"]
 OutputFormat = Literal["parquet", "csv", "hdf5"]
 FeatureInterval = Literal["1s", "3s", "15s", "1m"]
 
-INTERVAL_SECONDS: dict[str, int] = {"1s": 1, "3s": 3, "15s": 15, "1m": 60}
 SPLIT_NAMES: tuple[str, str, str] = ("train", "validation", "test")
 DAY_S = 86_400
 # The feature risk-adjusted targets divide by (FR-011.2): its lookback joins the embargo.
@@ -160,7 +161,7 @@ class DatasetBuildRequest(_Strict):
 
     @property
     def interval_s(self) -> int:
-        return INTERVAL_SECONDS[self.feature_interval]
+        return parse_interval(self.feature_interval)
 
     def selected_features(self, registry: Registry) -> tuple[str, ...]:
         """The requested subset in registry order, or every registry feature."""

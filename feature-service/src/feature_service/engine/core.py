@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from feature_service.engine.clock import IntervalClock
+from feature_service.engine.boundaries import IntervalClock
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.state import SymbolState
 from feature_service.logging import get_logger

@@ -17,6 +17,15 @@ def interval_label(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def parse_interval(label: str) -> int:
+    """The inverse of ``interval_label``: "1s" -> 1, "1m" -> 60, "60s" -> 60, "1h" -> 3600."""
+    text = label.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    if not text or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) <= 0:
+        raise ValueError(f"bad interval {label!r} (expected e.g. 1s, 3s, 15s, 1m)")
+    return int(text[:-1]) * units[text[-1]]
+
+
 @dataclass(slots=True, frozen=True)
 class FeatureVector:
     symbol: str
