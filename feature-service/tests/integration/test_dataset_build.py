@@ -214,8 +214,18 @@ async def test_time_based_build_end_to_end(
     assert ts(splits["validation"]).max() + pd.Timedelta(seconds=10) <= ts(splits["test"]).min()
 
     archive = await service.http.get(f"/dataset/{dataset_id}/download?split=all", headers=KEY)
-    names = set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
-    assert names == {"train.parquet", "validation.parquet", "test.parquet", "manifest.json"}
+    bundle = zipfile.ZipFile(io.BytesIO(archive.content))
+    assert set(bundle.namelist()) == {
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+        "manifest.json",
+    }
+    manifest = orjson.loads(bundle.read("manifest.json"))
+    raw_paths = [f["path"] for f in manifest["raw_files"]]
+    # Only the day the build read (the dense part), not the candle history of the day before.
+    assert raw_paths and all("/2025-01-28/BTCUSDT/part-" in p for p in raw_paths)
+    assert manifest["leakage"] == {"horizon_s": 10, "purge_s": 10, "embargo_s": 60}
 
     # Reproducible: the same request gives byte-identical split files.
     again = (await service.build(_time_based())).json()["dataset_id"]

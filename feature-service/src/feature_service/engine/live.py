@@ -100,14 +100,7 @@ class LiveEngine:
         try:
             events = self.ingest(delivery.body, delivery.queue)
         except MessageRejected as exc:
-            self.stats.rejected[(delivery.queue, exc.reason.value)] += 1
-            log.warning(
-                "message_rejected", queue=delivery.queue, reason=exc.reason.value, detail=exc.detail
-            )
-            if self._dead_letter is not None:
-                await self._dead_letter(delivery, exc.reason.value, exc.detail)
-            else:
-                await delivery.ack()
+            await self.reject(delivery, exc)
             return
         if self._raw_sink is None or not events:
             await delivery.ack()
@@ -115,6 +108,17 @@ class LiveEngine:
         self.ack_when_stored(
             delivery, [self._raw_sink.submit(event, delivery.body) for event in events]
         )
+
+    async def reject(self, delivery: DeliveryLike, exc: MessageRejected) -> None:
+        """Count, log and dead-letter a message that cannot be used (never requeued)."""
+        self.stats.rejected[(delivery.queue, exc.reason.value)] += 1
+        log.warning(
+            "message_rejected", queue=delivery.queue, reason=exc.reason.value, detail=exc.detail
+        )
+        if self._dead_letter is not None:
+            await self._dead_letter(delivery, exc.reason.value, exc.detail)
+        else:
+            await delivery.ack()
 
     def ack_when_stored(self, delivery: DeliveryLike, stored: list[asyncio.Future[None]]) -> None:
         """Acknowledge once every future resolved (the message is durably on disk).

@@ -16,6 +16,12 @@ from typing import Any
 import pandas as pd
 
 from feature_service import __version__
+from feature_service.adapters.rawstore.layout import (
+    MARKET_KINDS,
+    US_PER_DAY,
+    day_number,
+    iter_symbol_dirs,
+)
 from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.datasets import (
     DatasetBuildRequest,
@@ -242,7 +248,7 @@ def build_dataset(
         window
         if have is None
         else Period(max(window.start_us, have.start_us), min(window.end_us, have.end_us)),
-        _raw_files(raw_root, req.symbol),
+        _raw_files(raw_root, req.symbol, window),
         counts,
         folds_info,
         hashes,
@@ -266,7 +272,12 @@ def build_dataset(
     )
 
 
-def _raw_files(raw_root: Path, symbol: str) -> list[str]:
+def _raw_files(raw_root: Path, symbol: str, window: Period) -> list[str]:
+    """The stored part files of the days the build read (for the manifest)."""
+    first, last = window.start_us // US_PER_DAY, (window.end_us - 1) // US_PER_DAY
     return sorted(
-        str(p.relative_to(raw_root)) for p in raw_root.glob(f"*/*/{symbol}/*.parquet")
-    ) + sorted(str(p.relative_to(raw_root)) for p in raw_root.glob(f"*/*/*/{symbol}/*.parquet"))
+        str(path.relative_to(raw_root))
+        for _kind, day, sym, folder in iter_symbol_dirs(raw_root, MARKET_KINDS)
+        if sym == symbol and first <= day_number(day) <= last
+        for path in folder.glob("part-*.parquet")
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
@@ -30,16 +29,11 @@ from feature_service.market.errors import MessageRejected
 from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
+from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
 from feature_service.services.replay import ReplaySource
 
 log = get_logger(__name__)
-
-
-def default_sample_path() -> Path:
-    from feature_service.sample.generator import default_sample_path as packaged
-
-    return Path(packaged())
 
 
 class Runtime:
@@ -214,8 +208,7 @@ class Runtime:
         try:
             meta = parse_execution(delivery.body, receive_ts=self.live.clock.now_us())
         except MessageRejected as exc:
-            self.live.stats.rejected[(delivery.queue, exc.reason.value)] += 1
-            await self.bus.dead_letter(delivery, exc.reason.value, exc.detail)
+            await self.live.reject(delivery, exc)
             return
         self.live.stats.consumed[delivery.queue] += 1
         self.live.ack_when_stored(
