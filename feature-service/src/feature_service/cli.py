@@ -51,6 +51,10 @@ def compute(
     typer.echo(
         f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
+    most = sorted(summary.null_counts.items(), key=lambda kv: -kv[1])[:5]
+    if most:
+        # Mostly warm-up: candle indicators need history, windows need their span of data.
+        typer.echo("most null values: " + ", ".join(f"{k} {v}" for k, v in most))
 
 
 @app.command("generate-sample")

@@ -20,8 +20,6 @@ from feature_service.market.events import US_PER_S, MarketEvent
 
 log = get_logger(__name__)
 
-VectorSink = Callable[[FeatureVector], None]
-
 
 class FeatureEngine:
     def __init__(

@@ -6,7 +6,7 @@ live engine does; there is no other code path for offline features.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,20 +17,6 @@ from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import CATALOG
 from feature_service.market.events import MarketEvent
-
-
-def replay(
-    events: Iterable[MarketEvent],
-    engine: FeatureEngine,
-    *,
-    intervals_s: Iterable[int] | None = None,
-) -> Iterator[FeatureVector]:
-    """Vectors in emission order; optionally only those of some intervals."""
-    wanted = frozenset(intervals_s) if intervals_s is not None else None
-    for event in events:
-        for vector in engine.process(event):
-            if wanted is None or vector.interval_s in wanted:
-                yield vector
 
 
 def vector_schema() -> pa.Schema:
@@ -108,7 +94,6 @@ class VectorParquetWriter:
 class ComputeSummary:
     events: int = 0
     rows: int = 0
-    rejected: int = 0
     first_ts: int | None = None
     last_ts: int | None = None
     null_counts: dict[str, int] = field(default_factory=dict)
@@ -120,15 +105,12 @@ def compute_to_parquet(
     engine: FeatureEngine,
     *,
     intervals_s: Iterable[int],
-    progress: Callable[[int], None] | None = None,
 ) -> ComputeSummary:
     summary = ComputeSummary()
     with VectorParquetWriter(output) as writer:
         wanted = frozenset(intervals_s)
         for event in events:
             summary.events += 1
-            if progress is not None and summary.events % 100_000 == 0:
-                progress(summary.events)
             for vector in engine.process(event):
                 if vector.interval_s in wanted:
                     writer.write(vector)

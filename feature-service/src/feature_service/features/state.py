@@ -9,6 +9,8 @@ from the same events.
 from __future__ import annotations
 
 from feature_service.book.orderbook import OrderBook
+from feature_service.features import orderbook as book_features
+from feature_service.features import orderflow, price
 from feature_service.features.candles import compute_candles
 from feature_service.features.frame import FeatureFrame
 from feature_service.features.orderbook import compute_orderbook
@@ -31,8 +33,9 @@ from feature_service.windows.klines import KlineHistory
 from feature_service.windows.mids import MidGrid
 from feature_service.windows.trades import TradeWindows
 
-TRADE_SPANS_US = (3 * US_PER_S, 15 * US_PER_S, 60 * US_PER_S)
-CHURN_WINDOW_US = 60 * US_PER_S
+# Windows are sized from what the feature families read, so the two can never disagree.
+TRADE_SPANS_US = tuple(sorted(set(price.TRADE_SPANS_US) | set(orderflow.TRADE_SPANS_US)))
+CHURN_WINDOW_US = book_features.CHURN_WINDOW_S * US_PER_S
 
 
 class SymbolState:
@@ -53,7 +56,7 @@ class SymbolState:
         self.symbol = symbol
         self.book = OrderBook(symbol, churn_window_us=2 * CHURN_WINDOW_US)
         self.trades = TradeWindows(TRADE_SPANS_US)
-        self.mids = MidGrid(horizon_s=301)
+        self.mids = MidGrid(horizon_s=price.MID_HORIZON_S)
         self.klines = KlineHistory(maxlen=1500)
         self.technical = TechnicalIndicators()
         self.ticker: dict[str, float | int] = {}
