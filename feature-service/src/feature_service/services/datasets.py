@@ -67,8 +67,9 @@ class DatasetService:
         self.ready_queue = ready_queue
         self.base_url = base_url.rstrip("/")
         self._parallelism = max(1, parallelism)
-        self._queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+        # The queue itself: its order is the place each waiting build reports.
         self._waiting: list[uuid.UUID] = []
+        self._arrived = asyncio.Event()
         self._progress: dict[uuid.UUID, dict[str, Any]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._saved_at: dict[uuid.UUID, float] = {}
@@ -144,7 +145,7 @@ class DatasetService:
 
     def _enqueue(self, dataset_id: uuid.UUID) -> None:
         self._waiting.append(dataset_id)
-        self._queue.put_nowait(dataset_id)
+        self._arrived.set()
 
     def queue_position(self, dataset_id: uuid.UUID) -> int | None:
         """1 = next to run; None when not waiting."""
@@ -170,9 +171,10 @@ class DatasetService:
     # -- building ------------------------------------------------------------------------------
     async def _worker(self) -> None:
         while True:
-            dataset_id = await self._queue.get()
-            with contextlib.suppress(ValueError):
-                self._waiting.remove(dataset_id)
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            dataset_id = self._waiting.pop(0)
             try:
                 await self._build(dataset_id)
             except asyncio.CancelledError:
