@@ -18,6 +18,7 @@ from feature_service.api.deps import RuntimeDep
 from feature_service.api.errors import ApiError
 from feature_service.api.schemas import ErrorOut
 from feature_service.datasets import DatasetBuildRequest
+from feature_service.engine.vector import interval_label
 from feature_service.services.datasets import DatasetRequestError
 
 router = APIRouter(tags=["datasets"])
@@ -206,9 +207,7 @@ async def get_dataset(runtime: RuntimeDep, dataset_id: uuid.UUID) -> dict[str, A
         "walk_forward_config": rec.walk_forward_config,
         "target_config": rec.target_config,
         "output_format": rec.output_format,
-        "feature_interval": f"{rec.feature_interval_s}s"
-        if rec.feature_interval_s < 60
-        else f"{rec.feature_interval_s // 60}m",
+        "feature_interval": interval_label(rec.feature_interval_s),
         "storage_path": rec.storage_path,
         "estimated_completion": rec.estimated_completion,
         "error_message": rec.error_message,

@@ -37,7 +37,8 @@ class HealthCheckOut(BaseModel):
     timestamp: datetime
     services: dict[str, str] = Field(
         description="contract form: database, message_queue, position_manager -> "
-        "connected/disconnected"
+        "connected/disconnected (this service has no position-manager dependency, so that "
+        "entry always reads disconnected and never affects readiness)"
     )
     checks: dict[str, dict[str, object]] = Field(
         description="readiness detail: bus, metadata_store, registry, computation, subscriptions"

@@ -43,7 +43,10 @@ def _line_time(envelope: dict[str, Any]) -> int:
         value = envelope.get(key)
         if isinstance(value, str):
             return parse_iso_us(value)
-    raise ValueError("recording line without a time")
+    raise ValueError(
+        "the replay source needs ws-gateway envelope lines (with received_at); "
+        "bare Bybit frames can be computed offline with `feature-service compute`"
+    )
 
 
 def shift_envelope(envelope: dict[str, Any], shift_us: int) -> dict[str, Any]:
