@@ -88,10 +88,8 @@ class Runtime:
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
-        self.started_at = time.time()
         self._consumers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.last_retention: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,7 +109,7 @@ class Runtime:
         self.archive.start()
         for name in s.input_queues.values():
             spec = QueueSpec.ws_gateway(name)
-            self._consumers.append(await self.bus.consume(spec, self._on_delivery))
+            self._consumers.append(await self.bus.consume(spec, self.live.on_delivery))
         if s.consume_orders:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
@@ -164,7 +162,8 @@ class Runtime:
         s = self.settings
         while True:
             try:
-                self.last_retention = await asyncio.to_thread(
+                # Every action is logged by apply_retention itself.
+                await asyncio.to_thread(
                     apply_retention,
                     s.raw_dir,
                     s.archive_dir,
@@ -200,9 +199,6 @@ class Runtime:
         log.info("service_stopped")
 
     # -- plumbing ------------------------------------------------------------------------------
-    async def _on_delivery(self, delivery: Delivery) -> None:
-        await self.live.on_delivery(delivery)
-
     async def _on_execution(self, delivery: Delivery) -> None:
         """Own executions: stored raw (acknowledged once on disk), never fed to features."""
         try:
