@@ -73,5 +73,16 @@ if ! port_open "$MQ_HOST" "$MQ_PORT"; then
   fi
 fi
 
-[ $fail = 0 ] && echo "services: PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $MQ_HOST:$MQ_PORT are up"
+# The management API (port 15672) is how the service applies a policy to a features.live queue
+# that exists with other arguments; the tests exercise that path, so it must be on.
+MQ_MGMT_PORT=${FEATURE_SERVICE_TEST_MQ_MANAGEMENT_PORT:-15672}
+if [ $fail = 0 ] && ! port_open "$MQ_HOST" "$MQ_MGMT_PORT"; then
+  if command -v rabbitmq-plugins >/dev/null; then
+    echo "RabbitMQ management API is not answering on $MQ_HOST:$MQ_MGMT_PORT: enabling the plugin"
+    rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
+  fi
+  wait_port "$MQ_HOST" "$MQ_MGMT_PORT" 60 || { echo "ERROR: the RabbitMQ management API is needed on $MQ_HOST:$MQ_MGMT_PORT (rabbitmq-plugins enable rabbitmq_management)"; fail=1; }
+fi
+
+[ $fail = 0 ] && echo "services: PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $MQ_HOST:$MQ_PORT (management :$MQ_MGMT_PORT) are up"
 exit $fail

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     consume_orders: bool = False
     dead_letter_queue: str = "feature-service.dead-letter"
     features_exchange: str = "features.live"
+    # features.live is for live use (a late consumer must not read a day of stale vectors):
+    # vectors expire after this TTL, and the queue holds at most max_length of them (0 = sized
+    # from symbols x intervals: what one TTL produces, x2), dropping the oldest.
+    features_live_ttl_s: float = Field(default=60.0, gt=0)
+    features_live_max_length: int = Field(default=0, ge=0)
+    # RabbitMQ management API (http://user:pass@host:15672): used to apply a policy when the
+    # broker already holds features.live with other arguments; unset = warn with the command.
+    rabbitmq_management_url: str | None = None
     dataset_ready_queue: str = "features.dataset.ready"
     dataset_build_parallelism: int = 1
 

@@ -31,6 +31,7 @@ from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
+from feature_service.services.live_queue import LiveQueueOutcome, ensure_live_queue
 from feature_service.services.replay import ReplaySource
 
 log = get_logger(__name__)
@@ -86,6 +87,7 @@ class Runtime:
             base_url=f"http://{settings.host}:{settings.port}",
         )
         self.replay: ReplaySource | None = None
+        self.live_queue: LiveQueueOutcome | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
@@ -100,7 +102,7 @@ class Runtime:
         if applied:
             log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
         await self.bus.connect()
-        await self.bus.ensure_features_topology(s.features_exchange)
+        self.live_queue = await ensure_live_queue(self.bus, s)
         await self.raw_writer.start()
         if self.embedded and s.replay_enabled:
             await self._start_replay()

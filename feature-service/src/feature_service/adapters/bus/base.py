@@ -265,9 +265,13 @@ class MessageBus(Protocol):
 
     async def bind_queue(self, queue: str, exchange: str, routing_key: str = "") -> None: ...
 
-    async def ensure_features_topology(self, name: str = topology.FEATURES_LIVE) -> None:
-        """Durable fanout exchange ``name`` and durable queue ``name`` bound to it; other
-        consumers bind their own queues to the exchange."""
+    async def ensure_features_topology(
+        self, name: str = topology.FEATURES_LIVE, arguments: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Durable fanout exchange ``name`` and durable queue ``name`` bound to it, the queue
+        created with ``arguments`` (default ``FEATURES_LIVE_QUEUE_ARGUMENTS``); other consumers
+        bind their own queues to the exchange. True when the queue has exactly ``arguments``;
+        False when it already existed with others (it is then used as it is)."""
         ...
 
 

@@ -138,9 +138,15 @@ class _MemoryQueue:
         self.ttl_s: float | None = None if ttl is None else int(ttl) / 1000.0
 
     def put(self, delivery: MemoryDelivery, stats: BusStats) -> None:
-        if self.ttl_s is not None:
-            delivery._expires_at = time.monotonic() + self.ttl_s
         ready = self.ready
+        if self.ttl_s is not None:
+            now = time.monotonic()
+            delivery._expires_at = now + self.ttl_s
+            # Expire at the head on every publish too (RabbitMQ expires without consumers as
+            # well): a queue nobody drains holds one TTL of messages, not max-length of them.
+            while ready and ready[0]._expires_at <= now:
+                ready.popleft()
+                stats.expired += 1
         max_length = self.max_length
         if max_length is not None and len(ready) >= max_length:
             if self.reject_publish:
@@ -360,11 +366,15 @@ class MemoryBus(BusBase):
             raise ExchangeNotFound(exchange)
         source.bindings.setdefault(target, set()).add(routing_key)
 
-    async def ensure_features_topology(self, name: str = topology.FEATURES_LIVE) -> None:
+    async def ensure_features_topology(
+        self, name: str = topology.FEATURES_LIVE, arguments: Mapping[str, Any] | None = None
+    ) -> bool:
         self._require_connected()
+        wanted = dict(topology.FEATURES_LIVE_QUEUE_ARGUMENTS if arguments is None else arguments)
         self._declare_exchange(name, "fanout", durable=True)
-        self._queue_for(QueueSpec(name, arguments=topology.FEATURES_LIVE_QUEUE_ARGUMENTS))
+        queue = self._queue_for(QueueSpec(name, arguments=wanted))
         await self.bind_queue(name, name)
+        return queue.arguments == wanted
 
     def _declare_exchange(self, name: str, kind: str, *, durable: bool) -> _MemoryExchange:
         if kind not in ("fanout", "direct"):

@@ -468,16 +468,22 @@ class RabbitMQBus(BusBase):
             raise TopologyMismatch(f"exchange {name!r}: {exc}") from exc
         self._known_exchanges.add(name)
 
-    async def ensure_features_topology(self, name: str = topology.FEATURES_LIVE) -> None:
-        async def declare() -> None:
-            await self._declare_exchange(name, "fanout")
-            await self._ensure_queue(
-                QueueSpec(name, arguments=topology.FEATURES_LIVE_QUEUE_ARGUMENTS)
-            )
-            await self._bind(name, name, "")
+    async def ensure_features_topology(
+        self, name: str = topology.FEATURES_LIVE, arguments: Mapping[str, Any] | None = None
+    ) -> bool:
+        wanted = topology.FEATURES_LIVE_QUEUE_ARGUMENTS if arguments is None else arguments
+        spec = QueueSpec(name, arguments=wanted)
 
-        await declare()
+        async def declare() -> bool:
+            await self._declare_exchange(name, "fanout")
+            # An existing queue with other arguments is used passively (logged), never fatal.
+            exact = await self._ensure_queue(spec)
+            await self._bind(name, name, "")
+            return exact
+
+        exact = await declare()
         self._replay[("features", name)] = declare
+        return exact
 
     async def _check_exchange(self, name: str) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -30,8 +31,35 @@ DEAD_LETTER_QUEUE: Final = "feature-service.dead-letter"
 FEATURES_LIVE: Final = "features.live"
 DATASET_READY_QUEUE: Final = "features.dataset.ready"
 
-# Our own queues are bounded too: a queue nobody drains must not fill the broker's disk.
-FEATURES_LIVE_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = WS_GATEWAY_QUEUE_ARGUMENTS
+# features.live is for live use: a consumer keeps "the latest vector per symbol", so a vector
+# older than the longest interval is worthless to it, and a backlog only delays the first useful
+# one. A TTL of the order of the longest interval plus a length cap of what the symbols and
+# intervals produce in one TTL (x2 headroom, drop-head) keep the queue small and fresh.
+FEATURES_LIVE_TTL_S: Final = 60.0
+FEATURES_LIVE_HEADROOM: Final = 2
+
+
+def features_live_max_length(
+    symbols: int, intervals_s: Iterable[int], ttl_s: float = FEATURES_LIVE_TTL_S
+) -> int:
+    """Vectors ``symbols`` symbols publish in one TTL over ``intervals_s``, times the headroom:
+    1 symbol at 1/3/15/60 s and 60 s TTL -> (60 + 20 + 4 + 1) * 2 = 170."""
+    per_symbol = sum(max(1, math.ceil(ttl_s / i)) for i in intervals_s)
+    return max(1, symbols) * max(1, per_symbol) * FEATURES_LIVE_HEADROOM
+
+
+def features_live_arguments(ttl_s: float, max_length: int) -> dict[str, Any]:
+    return {
+        "x-message-ttl": round(ttl_s * 1000),
+        "x-max-length": int(max_length),
+        "x-overflow": "drop-head",
+    }
+
+
+FEATURES_LIVE_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = MappingProxyType(
+    features_live_arguments(FEATURES_LIVE_TTL_S, features_live_max_length(1, (1, 3, 15, 60)))
+)
+# Our other queues are bounded too: a queue nobody drains must not fill the broker's disk.
 DEAD_LETTER_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = MappingProxyType(
     {"x-message-ttl": 7 * 86_400_000, "x-max-length": 100_000, "x-overflow": "drop-head"}
 )

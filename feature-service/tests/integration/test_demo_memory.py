@@ -1,0 +1,66 @@
+"""The demo's heap stays flat (issue 17): the embedded service replaying the bundled recording
+at 60x, with nothing consuming features.live, must not keep the vectors it publishes.
+
+Before the fix every vector stayed in the in-process features.live queue (~16 KB of heap each,
+up to 100,000 of them); now the queue holds one TTL and at most its length. Measured with
+tracemalloc over a fixed number of published vectors (not a wall-clock duration, so a slow,
+shared machine runs longer instead of passing vacuously)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from feature_service.config import Settings
+from feature_service.services.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+
+WARMUP_VECTORS = 300
+MEASURED_VECTORS = 1000  # ~12 minutes of replayed market time at 1/3/15/60 s intervals
+BOUND_MB = 8.0  # generous: the old queue grew ~16 MB over this many vectors
+
+
+async def _published_at_least(runtime: Runtime, count: int, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while runtime.live.stats.published < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"only {runtime.live.stats.published} of {count} vectors in {limit_s} s"
+            )
+        await asyncio.sleep(0.5)
+
+
+def _heap_bytes() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def test_demo_heap_does_not_grow_over_accelerated_replay(tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        replay_speed=60.0,
+        log_level="WARNING",
+    )
+    tracemalloc.start()
+    runtime = Runtime(settings)
+    try:
+        await runtime.start()
+        await _published_at_least(runtime, WARMUP_VECTORS, 120)
+        before = _heap_bytes()
+        start_count = runtime.live.stats.published
+        await _published_at_least(runtime, start_count + MEASURED_VECTORS, 240)
+        after = _heap_bytes()
+        info = runtime.bus.queue_info(settings.features_exchange)  # type: ignore[attr-defined]
+    finally:
+        await runtime.stop()
+        tracemalloc.stop()
+    growth_mb = (after - before) / 1e6
+    assert info.ready <= info.arguments["x-max-length"]
+    assert growth_mb < BOUND_MB, f"heap grew {growth_mb:.1f} MB over {MEASURED_VECTORS} vectors"
