@@ -28,10 +28,10 @@ from typing import Any
 from benchmarks.common import Result
 
 DEMO_SPEED = 30.0
-MANY_SYMBOLS = 5
-RATE_PER_SYMBOL = 100.0
-PROD_SPEED = 60.0
-PROD_WALL_S = 62.0  # > 3600 / PROD_SPEED: every window spans its full length at the end
+MANY_SYMBOLS = 4
+RATE_PER_SYMBOL = 50.0
+PROD_SPEED = 30.0
+PROD_WALL_S = 122.0  # > 3600 / PROD_SPEED: every window spans its full length at the end
 
 
 def rss_mb(pid: int) -> float:

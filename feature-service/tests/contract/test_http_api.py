@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,13 +74,34 @@ def test_features_latest_returns_the_full_vector(client: TestClient) -> None:
     assert body["symbol"] == "BTCUSDT"
     assert body["interval"] == "1s"
     assert body["feature_registry_version"] == "1.1.0"
-    assert list(body["features"]) == list(FEATURE_NAMES)
+    # Only computed features, finite numbers; every other feature is named in null_reasons.
+    assert all(isinstance(v, int | float) and math.isfinite(v) for v in body["features"].values())
+    assert set(body["features"]) | set(body["null_reasons"]) == set(FEATURE_NAMES)
+    assert not set(body["features"]) & set(body["null_reasons"])
     assert body["features"]["mid_price"] > 0
     assert isinstance(body["features"]["trade_count_3s"], int)
     assert parse_iso_us(body["timestamp"]) == body["timestamp_us"]
     assert body["timestamp_us"] % 1_000_000 == 0
     assert body["stale"] is False
+
+
+def test_features_latest_with_include_nulls_returns_the_full_key_set(client: TestClient) -> None:
+    params = {"symbol": "BTCUSDT", "interval": "1m", "include_nulls": "true"}
+    body = client.get("/features/latest", params=params, headers={"X-API-Key": KEY}).json()
+    assert list(body["features"]) == list(FEATURE_NAMES)
     assert set(body["null_reasons"]) == {k for k, v in body["features"].items() if v is None}
+    # 120 warm-up candles are not the 24 h relative volume needs
+    assert (
+        body["features"]["relative_volume_24h"] is None
+        and "relative_volume_24h" in body["null_reasons"]
+    )
+    default = client.get(
+        "/features/latest",
+        params={"symbol": "BTCUSDT", "interval": "1m"},
+        headers={"X-API-Key": KEY},
+    ).json()
+    assert "relative_volume_24h" not in default["features"]
+    assert default["features"] == {k: v for k, v in body["features"].items() if v is not None}
 
 
 def test_features_latest_by_interval_and_lowercase_symbol(client: TestClient) -> None:

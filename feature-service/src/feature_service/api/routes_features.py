@@ -28,6 +28,13 @@ async def latest_features(
     interval: Annotated[
         str | None, Query(pattern=r"^(1s|3s|15s|1m|60s)$", description="default: the shortest")
     ] = None,
+    include_nulls: Annotated[
+        bool,
+        Query(
+            description="true: every feature of the active version, null when it cannot be "
+            "computed (default: only computed features; the others are in null_reasons)"
+        ),
+    ] = False,
 ) -> Response:
     symbol = symbol.upper()
     interval_s = parse_interval(interval) if interval else None
@@ -36,7 +43,7 @@ async def latest_features(
         if runtime.live.latest_vector(symbol) is None:
             raise ApiError(404, f"no features for symbol {symbol} (not configured or no data yet)")
         raise ApiError(404, f"no {interval} features for symbol {symbol} yet")
-    body = vector.to_message()
+    body = vector.to_message(include_nulls=include_nulls)
     # Serialised directly: the vector is already validated by construction, and skipping
     # response-model validation keeps this endpoint in the tens of microseconds.
     return Response(orjson.dumps(body), media_type="application/json")

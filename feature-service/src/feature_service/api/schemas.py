@@ -21,15 +21,19 @@ class FeatureVectorOut(BaseModel):
     timestamp_us: int = Field(description="the same instant in microseconds since the epoch")
     symbol: str = Field(examples=["BTCUSDT"])
     interval: Literal["1s", "3s", "15s", "1m"] | str = Field(examples=["1s"])
-    features: dict[str, float | int | None] = Field(
-        description="every feature of the registry; null when it cannot be computed"
+    features: dict[str, float | None] = Field(
+        description="the features that could be computed, finite numbers only; every other "
+        "feature of the active registry version is in null_reasons (with include_nulls=true: "
+        "every feature, null when it cannot be computed)"
     )
     feature_registry_version: str = Field(examples=["1.1.0"])
     trace_id: str | None = Field(None, description="trace_id of the last input message included")
     computation_latency_ms: float
     data_age_ms: float | None = Field(description="close time minus the last event's receive time")
     stale: bool = Field(description="true when the symbol's data is older than the stale limit")
-    null_reasons: dict[str, str] = Field(description="why each null feature is null")
+    null_reasons: dict[str, str] = Field(
+        description="every feature of the active version that could not be computed, with why"
+    )
 
 
 class HealthCheckOut(BaseModel):

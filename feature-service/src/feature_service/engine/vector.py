@@ -39,15 +39,23 @@ class FeatureVector:
     data_age_ms: float | None = None  # t - receive time of the symbol's last event
     stale: bool = False
 
-    def to_message(self) -> dict[str, Any]:
+    def to_message(self, *, include_nulls: bool = False) -> dict[str, Any]:
         """The JSON document published on features.live and served by GET /features/latest
-        (schema: specs/005-feature-service/contracts/features-live.schema.json)."""
+        (schema: specs/005-feature-service/contracts/features-live.schema.json).
+
+        ``features`` holds only finite numbers: consumers declare it ``dict[str, float]`` and
+        reject a vector with any null. A feature that could not be computed is left out and
+        named in ``null_reasons`` (so the key set is still known). ``include_nulls`` keeps the
+        full key set with nulls, for clients that want it."""
+        features = self.features
+        if not include_nulls:
+            features = {k: v for k, v in features.items() if v is not None}
         return {
             "symbol": self.symbol,
             "timestamp": format_iso_us(self.timestamp) + "Z",
             "timestamp_us": self.timestamp,
             "interval": interval_label(self.interval_s),
-            "features": self.features,
+            "features": features,
             "feature_registry_version": self.registry_version,
             "trace_id": self.trace_id,
             "computation_latency_ms": round(self.computation_us / 1000.0, 4),
