@@ -102,7 +102,7 @@ def build(
 async def _build(req: Any) -> int:
     from feature_service.adapters.metadata.factory import create_metadata_store
     from feature_service.adapters.metadata.records import DatasetRecord
-    from feature_service.datasets import validate_request
+    from feature_service.datasets import validate_request, with_concrete_version
     from feature_service.registry.loader import load_registry
     from feature_service.services.dataset_builder import (
         BuildFailed,
@@ -112,6 +112,7 @@ async def _build(req: Any) -> int:
 
     settings = load_settings()
     registry = load_registry(settings.registry_path)
+    req = with_concrete_version(req, registry.version)
     problems = validate_request(req, registry)
     missing = None if problems else check_data_available(settings.raw_dir, req)
     if problems or missing:

@@ -141,6 +141,7 @@ def _time_based(**overrides: Any) -> dict[str, Any]:
         "target_config": {"type": "regression", "horizon": 10},
         "feature_registry_version": "1.1.0",
         "features": SHORT_FEATURES,
+        "embargo": "max_lookback",
     }
     body.update(overrides)
     return body
@@ -158,7 +159,8 @@ async def test_time_based_build_end_to_end(
 
     meta = await service.wait_done(dataset_id)
     assert meta["status"] == "ready", meta
-    # Validation loses its first 60 s to the embargo (longest lookback of the chosen features)
+    # With "embargo": "max_lookback" (today's rule, asked for in _time_based), validation loses
+    # its first 60 s to the embargo (longest lookback of the chosen features)
     # and its last 9 rows to the purge (their 10 s labels would reach into test).
     assert meta["validation_records"] == 240 - 60 - 9
     assert meta["test_records"] == 300 - 60
@@ -170,6 +172,7 @@ async def test_time_based_build_end_to_end(
     ready = await service.broker.drain(service.runtime.settings.dataset_ready_queue, idle_s=0.3)
     (msg,) = [orjson.loads(m.body) for m in ready]
     assert msg["dataset_id"] == dataset_id and msg["status"] == "ready"
+    assert msg["symbol"] == "BTCUSDT"
     assert set(msg["splits_info"]) == {"train", "validation", "test"}
     assert msg["download_urls"]["train"].endswith(f"/dataset/{dataset_id}/download?split=train")
 
@@ -177,6 +180,7 @@ async def test_time_based_build_end_to_end(
         await service.http.get("/dataset/list?status=ready&symbol=btcusdt", headers=KEY)
     ).json()
     assert [d["dataset_id"] for d in listed] == [dataset_id]
+    assert [d["id"] for d in listed] == [dataset_id] and meta["id"] == dataset_id
 
     splits: dict[str, pd.DataFrame] = {}
     for split in ("train", "validation", "test"):
@@ -225,7 +229,13 @@ async def test_time_based_build_end_to_end(
     raw_paths = [f["path"] for f in manifest["raw_files"]]
     # Only the day the build read (the dense part), not the candle history of the day before.
     assert raw_paths and all("/2025-01-28/BTCUSDT/part-" in p for p in raw_paths)
-    assert manifest["leakage"] == {"horizon_s": 10, "purge_s": 10, "embargo_s": 60}
+    assert manifest["leakage"] == {
+        "horizon_s": 10,
+        "purge_s": 10,
+        "embargo_s": 60,
+        "embargo_rule": "max_lookback",
+        "warmup_s": 60,
+    }
 
     # Reproducible: the same request gives byte-identical split files.
     again = (await service.build(_time_based())).json()["dataset_id"]
@@ -364,8 +374,8 @@ async def test_walk_forward_produces_every_fold(service: Service) -> None:
     # 3 days of 1 m rows, minus the 4 whose 5 m labels reach into the validation day (and the
     # first fold has no row at its very start: the first boundary follows the first event).
     assert [f["train"]["records"] for f in folds] == [3 * 1440 - 5] + [3 * 1440 - 4] * 6
-    # The validation day loses its first row: its 60 s lookback would reach into train.
-    assert all(f["validation"]["embargoed"] == 1 for f in folds)
+    # The validation day loses its first 5 rows to the default embargo of one horizon (300 s).
+    assert all(f["validation"]["embargoed"] == 5 for f in folds)
     assert meta["test_records"] == folds[-1]["validation"]["records"]
     r = await service.http.get(
         f"/dataset/{meta['dataset_id']}/download?split=train&fold=2", headers=KEY

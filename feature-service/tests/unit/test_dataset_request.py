@@ -206,14 +206,18 @@ def test_feature_subset(registry: Registry) -> None:
 
 def test_validation_period_inside_the_embargo_cannot_be_leak_free(registry: Registry) -> None:
     body = time_based(
-        validation_period_end="2024-02-01T12:00:00Z", test_period_start="2024-02-01T12:00:00Z"
+        validation_period_end="2024-02-01T12:00:00Z",
+        test_period_start="2024-02-01T12:00:00Z",
+        embargo="max_lookback",  # the conservative rule: the longest lookback (24 h)
     )
     assert problems(body, registry) == [
-        "leakage protection would empty the validation split: the embargo of 86400 s (longest "
-        "feature lookback) plus the purge of 60 s cover the whole 43200 s validation period, "
+        "leakage protection would empty the validation split: the embargo of 86400 s "
+        "plus the purge of 60 s cover the whole 43200 s validation period, "
         "so every row's features would see the previous split's data or its label would reach "
         "the next split"
     ]
+    # the default embargo is one horizon (60 s): the same periods are fine
+    assert problems({**body, "embargo": None}, registry) == []
     # a subset with short lookbacks has a short embargo and fits
     assert problems({**body, "features": ["mid_price", "returns_1m"]}, registry) == []
     # with the check off the request is accepted (the build still purges and embargoes)
@@ -247,6 +251,7 @@ def test_risk_adjusted_embargo_counts_volatility_lookback(registry: Registry) ->
         validation_period_end="2024-02-01T00:01:00Z",
         test_period_start="2024-02-01T00:01:00Z",
     )
+    body["embargo"] = "max_lookback"
     assert len(problems(body, registry)) == 1  # the 60 s volatility lookback fills validation
     body["target_config"] = {"type": "regression", "horizon": 1}
     assert problems(body, registry) == []
@@ -287,10 +292,13 @@ def test_walk_forward_min_train_samples_unreachable(registry: Registry) -> None:
 
 def test_walk_forward_leakage_checks(registry: Registry) -> None:
     body = walk_forward(validation_window_days=1)
+    assert problems(body, registry) == []  # default embargo: one horizon (300 s)
+    body["embargo"] = "max_lookback"
     assert problems(body, registry) == [
         "leakage protection would empty every fold's validation split: the embargo of 86400 s "
-        "(longest feature lookback) covers the whole 86400 s validation window"
+        "covers the whole 86400 s validation window"
     ]
+    del body["embargo"]
     body["target_config"] = {"type": "regression", "horizon": 2 * 86_400}
     assert problems({**body, "data_leakage_check": False}, registry) == [
         "target horizon 172800 s is longer than the validation window (86400 s)"
@@ -363,3 +371,57 @@ def test_period_microseconds_are_exact() -> None:
         "start": "2024-03-10T12:34:56.789123Z",
         "end": "2024-03-10T12:34:56.789124Z",
     }
+
+
+def test_embargo_defaults_to_the_horizon_and_can_only_be_raised(registry: Registry) -> None:
+    from feature_service.datasets.leakage import LeakageGuard
+
+    def guard(**overrides: Any) -> LeakageGuard:
+        return LeakageGuard.for_request(
+            DatasetBuildRequest.model_validate(time_based(**overrides)), registry
+        )
+
+    assert (guard().embargo_s, guard().embargo_rule, guard().warmup_s) == (60, "horizon", 86_400)
+    assert guard(embargo="max_lookback").embargo_s == 86_400
+    assert guard(embargo_seconds=900).embargo_s == 900
+    assert guard(embargo_seconds=900).embargo_rule == "seconds"
+    # the warm-up read before the first split is the longest lookback whatever the embargo
+    span = Period.of(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 15, tzinfo=UTC))
+    assert guard().read_window(span).start_us == span.start_us - 86_400 * 1_000_000
+    assert problems(time_based(embargo_seconds=30), registry) == [
+        "embargo_seconds 30 is below the target horizon 60 s (the default embargo); it can only "
+        "be raised"
+    ]
+    assert problems(time_based(embargo_seconds=600, embargo="max_lookback"), registry) == [
+        "give either embargo or embargo_seconds, not both"
+    ]
+    with pytest.raises(ValidationError):
+        DatasetBuildRequest.model_validate(time_based(embargo="forever"))
+
+
+@pytest.mark.parametrize("alias", ["latest", "active"])
+def test_latest_and_active_mean_the_loaded_version(registry: Registry, alias: str) -> None:
+    from feature_service.datasets.request import with_concrete_version
+
+    req = DatasetBuildRequest.model_validate(time_based(feature_registry_version=alias))
+    assert validate_request(req, registry) == []
+    assert with_concrete_version(req, registry.version).feature_registry_version == "1.1.0"
+    assert with_concrete_version(req, registry.version).model_dump(
+        exclude={"feature_registry_version"}
+    ) == req.model_dump(exclude={"feature_registry_version"})
+
+
+def test_model_service_default_request_shape_is_valid(registry: Registry) -> None:
+    """30/7/1 days back to back with 23:59:59 ends, every feature, latest, classification."""
+    body = time_based(
+        train_period_start="2024-01-01T00:00:00",
+        train_period_end="2024-01-30T23:59:59",
+        validation_period_start="2024-01-31T00:00:00",
+        validation_period_end="2024-02-06T23:59:59",
+        test_period_start="2024-02-07T00:00:00",
+        test_period_end="2024-02-07T23:59:59",
+        target_config={"type": "classification", "horizon": 300, "threshold": 0.001},
+        feature_registry_version="latest",
+    )
+    assert problems(body, registry) == []
+    assert problems({**body, "embargo": "max_lookback"}, registry) != []  # refused as before

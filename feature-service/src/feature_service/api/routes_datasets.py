@@ -55,6 +55,7 @@ class DatasetBuildResponseOut(BaseModel):
 
 
 class DatasetListItemOut(BaseModel):
+    id: uuid.UUID = Field(description="the same as dataset_id (the name clients' models use)")
     dataset_id: uuid.UUID
     symbol: str
     status: Literal["building", "ready", "failed"]
@@ -111,6 +112,7 @@ class ModelEvaluateOut(BaseModel):
 
 def _list_item(rec: DatasetRecord) -> dict[str, Any]:
     return {
+        "id": rec.id,
         "dataset_id": rec.id,
         "symbol": rec.symbol,
         "status": PUBLIC_STATUS[rec.status],

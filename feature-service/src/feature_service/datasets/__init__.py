@@ -33,6 +33,7 @@ from feature_service.datasets.request import (
     WalkForwardConfig,
     validate_request,
     walk_forward_windows,
+    with_concrete_version,
 )
 from feature_service.datasets.splits import (
     Fold,
@@ -78,6 +79,7 @@ __all__ = [
     "walk_forward_folds",
     "walk_forward_warnings",
     "walk_forward_windows",
+    "with_concrete_version",
     "write_manifest",
     "write_split",
 ]

@@ -6,9 +6,15 @@ validation -> test) two cuts keep them apart:
 
 * purge: an earlier-split row is dropped when its label window reaches the next split's start
   (t + horizon > next_start);
-* embargo: a later-split row is dropped when its feature lookback reaches before its own
-  split's start (t - embargo < start), with embargo = the longest lookback of the features
-  used.
+* embargo: a later-split row is dropped when it lies within ``embargo`` of its own split's
+  start (t - embargo < start). By default the embargo is one horizon (FR-012: features use only
+  data before t, and a row's features reading an earlier split's data read the past, which is
+  not leakage; what leaks is a label reaching into a later split, which the purge prevents).
+  A request may raise it (``embargo_seconds``) or ask for the conservative rule, the longest
+  lookback of the features used (``"embargo": "max_lookback"``).
+
+The raw data read before the first split is the longest lookback either way (warm-up), so
+features are as warm at a split's start as in the live service.
 
 Both cuts depend only on the split boundaries, never on neighbouring rows, so they apply to a
 whole frame or batch by batch alike; on time-sorted rows each is one binary search.
@@ -62,6 +68,36 @@ def embargo_for(
     return max((lookback[n] for n in names if n in lookback), default=0)
 
 
+def embargo_rule(req: DatasetBuildRequest) -> str:
+    """``horizon`` (default), ``max_lookback``, or ``seconds`` (an explicit embargo_seconds)."""
+    if req.embargo_seconds is not None:
+        return "seconds"
+    return req.embargo or "horizon"
+
+
+def embargo_seconds_for(req: DatasetBuildRequest, registry: Registry) -> int:
+    rule = embargo_rule(req)
+    if rule == "seconds":
+        assert req.embargo_seconds is not None
+        return req.embargo_seconds
+    if rule == "max_lookback":
+        return embargo_for(registry, req.features, req.target_config.type)
+    return req.target_config.horizon
+
+
+def embargo_problems(req: DatasetBuildRequest) -> list[str]:
+    if req.embargo_seconds is None:
+        return []
+    if req.embargo is not None:
+        return ["give either embargo or embargo_seconds, not both"]
+    if req.embargo_seconds < req.target_config.horizon:
+        return [
+            f"embargo_seconds {req.embargo_seconds} is below the target horizon "
+            f"{req.target_config.horizon} s (the default embargo); it can only be raised"
+        ]
+    return []
+
+
 def validate_registry_for_leakage(registry: Registry) -> list[str]:
     """FR-022: every feature must forbid lookahead and look back a non-negative span."""
     problems = [f"registry: {e}" for e in registry.errors]
@@ -108,15 +144,21 @@ class Split:
 class LeakageGuard:
     horizon_s: int
     embargo_s: int
+    warmup_s: int = 0  # raw data read before the first split (the longest lookback)
+    embargo_rule: str = "seconds"
 
     def __post_init__(self) -> None:
-        if self.horizon_s <= 0 or self.embargo_s < 0:
-            raise ValueError("horizon_s must be > 0 and embargo_s >= 0")
+        if self.horizon_s <= 0 or self.embargo_s < 0 or self.warmup_s < 0:
+            raise ValueError("horizon_s must be > 0, embargo_s and warmup_s >= 0")
 
     @classmethod
     def for_request(cls, req: DatasetBuildRequest, registry: Registry) -> LeakageGuard:
-        embargo = embargo_for(registry, req.features, req.target_config.type)
-        return cls(req.target_config.horizon, embargo)
+        return cls(
+            req.target_config.horizon,
+            embargo_seconds_for(req, registry),
+            warmup_s=embargo_for(registry, req.features, req.target_config.type),
+            embargo_rule=embargo_rule(req),
+        )
 
     @property
     def purge_s(self) -> int:
@@ -125,7 +167,8 @@ class LeakageGuard:
     def read_window(self, span: Period) -> Period:
         """The raw-data range a build must replay: feature warm-up before the first split,
         label look-ahead after the last."""
-        return Period(span.start_us - self.embargo_s * _US, span.end_us + self.horizon_s * _US)
+        before = max(self.embargo_s, self.warmup_s) * _US
+        return Period(span.start_us - before, span.end_us + self.horizon_s * _US)
 
     def purge_and_embargo(
         self, train: Split, validation: Split, test: Split | None = None

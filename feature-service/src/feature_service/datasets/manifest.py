@@ -89,6 +89,8 @@ def build_manifest(
             "horizon_s": guard.horizon_s,
             "purge_s": guard.purge_s,
             "embargo_s": guard.embargo_s,
+            "embargo_rule": guard.embargo_rule,
+            "warmup_s": guard.warmup_s,
         },
         "data_range": _range(data_range),
         "raw_files": _raw(raw_files),

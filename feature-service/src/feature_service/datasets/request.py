@@ -24,6 +24,10 @@ SplitStrategy = Literal["time_based", "walk_forward", "random"]
 OutputFormat = Literal["parquet", "csv", "hdf5"]
 FeatureInterval = Literal["1s", "3s", "15s", "1m"]
 
+EmbargoRule = Literal["horizon", "max_lookback"]
+# A request may name the registry version by role: both mean the version the service runs.
+ACTIVE_VERSION_ALIASES = frozenset({"latest", "active"})
+
 SPLIT_NAMES: tuple[str, str, str] = ("train", "validation", "test")
 DAY_S = 86_400
 # The feature risk-adjusted targets divide by (FR-011.2): its lookback joins the embargo.
@@ -141,6 +145,15 @@ class DatasetBuildRequest(_Strict):
     output_format: OutputFormat = "parquet"
     feature_interval: FeatureInterval = "1s"
     features: list[str] | None = None
+    embargo: EmbargoRule | None = Field(
+        default=None,
+        description="horizon (default): later splits drop rows within one target horizon of "
+        "their start; max_lookback: within the longest lookback of the features used (the "
+        "conservative rule)",
+    )
+    embargo_seconds: int | None = Field(
+        default=None, ge=0, description="an explicit embargo, at least the target horizon"
+    )
 
     @field_validator("symbol", mode="before")
     @classmethod
@@ -196,6 +209,14 @@ class DatasetBuildRequest(_Strict):
         )
 
 
+def with_concrete_version(req: DatasetBuildRequest, active_version: str) -> DatasetBuildRequest:
+    """``latest`` / ``active`` replaced by the version the service runs: the dataset records
+    the concrete version it was built with."""
+    if req.feature_registry_version in ACTIVE_VERSION_ALIASES:
+        return req.model_copy(update={"feature_registry_version": active_version})
+    return req
+
+
 def walk_forward_windows(cfg: WalkForwardConfig) -> list[tuple[Period, Period]]:
     """Every fold's (train, validation) periods: fold k starts k * step_days after start_date,
     and folds are generated while the validation window ends no later than end_date."""
@@ -225,12 +246,16 @@ def validate_request(
     warnings instead of a refusal.
     """
     # leakage.py builds on this module's types, so it is imported here, not at the top
-    from feature_service.datasets.leakage import embargo_for, validate_registry_for_leakage
+    from feature_service.datasets.leakage import (
+        embargo_problems,
+        embargo_seconds_for,
+        validate_registry_for_leakage,
+    )
 
     problems: list[str] = []
     if not registry.is_valid:
         problems.append("the loaded feature registry is invalid: " + "; ".join(registry.errors))
-    if req.feature_registry_version != registry.version:
+    if req.feature_registry_version not in (registry.version, *ACTIVE_VERSION_ALIASES):
         problems.append(
             f"feature_registry_version {req.feature_registry_version!r} does not match the "
             f"loaded registry version {registry.version!r}"
@@ -243,8 +268,9 @@ def validate_request(
             f"target_config.horizon {horizon} s is not a multiple of the feature interval "
             f"{req.feature_interval} ({req.interval_s} s)"
         )
+    problems.extend(embargo_problems(req))
     if embargo_s is None:
-        embargo_s = embargo_for(registry, req.features, req.target_config.type)
+        embargo_s = embargo_seconds_for(req, registry)
     leakage: list[str] = []
     if req.data_leakage_check:
         leakage.extend(validate_registry_for_leakage(registry))
@@ -348,7 +374,7 @@ def _empty_reason(name: str, period: Period, horizon: int, embargo_s: int) -> st
         )
     return (
         f"leakage protection would empty the {name} split: the embargo of {embargo_s} s "
-        f"(longest feature lookback) plus the purge of {horizon} s cover the whole "
+        f"plus the purge of {horizon} s cover the whole "
         f"{period.length_s:g} s {name} period, so every row's features would see the previous "
         f"split's data or its label would reach the next split"
     )
@@ -395,8 +421,7 @@ def _walk_forward_problems(
     if embargo_s >= val_s:
         leakage.append(
             f"leakage protection would empty every fold's validation split: the embargo of "
-            f"{embargo_s} s (longest feature lookback) covers the whole {val_s} s validation "
-            f"window"
+            f"{embargo_s} s covers the whole {val_s} s validation window"
         )
     return problems
 

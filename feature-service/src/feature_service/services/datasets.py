@@ -22,7 +22,7 @@ import orjson
 from feature_service.adapters.bus import MessageBus
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.records import DatasetRecord
-from feature_service.datasets import DatasetBuildRequest, validate_request
+from feature_service.datasets import DatasetBuildRequest, validate_request, with_concrete_version
 from feature_service.logging import get_logger
 from feature_service.registry.loader import Registry
 from feature_service.services.dataset_builder import (
@@ -106,6 +106,7 @@ class DatasetService:
 
     # -- requests ------------------------------------------------------------------------------
     async def submit(self, req: DatasetBuildRequest) -> DatasetRecord:
+        req = with_concrete_version(req, self.registry.version)
         problems = validate_request(req, self.registry)
         if not problems:
             missing = await asyncio.to_thread(check_data_available, self.raw_root, req)
@@ -138,6 +139,8 @@ class DatasetService:
             ),
             **periods,
         )
+        # Known from the start, so a client polling a queued build already sees where it goes.
+        rec.storage_path = str(self.dataset_dir(rec.id))
         rec = await self.store.create_dataset(rec)
         self._enqueue(rec.id)
         log.info("dataset_queued", dataset_id=str(rec.id), symbol=req.symbol)
