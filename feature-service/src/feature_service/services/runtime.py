@@ -32,6 +32,8 @@ from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
 from feature_service.services.replay import ReplaySource
+from feature_service.services.statistics import StatisticsService, run_queue_poller
+from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -62,6 +64,8 @@ class Runtime:
             flush_rows=settings.raw_flush_rows,
             flush_age_s=settings.raw_flush_age_s,
         )
+        self.telemetry = Telemetry()
+        self._started = time.monotonic()
         # The embedded replay swaps in its virtual clock once it knows where its recording starts.
         self.live = LiveEngine(
             self.engine,
@@ -70,6 +74,7 @@ class Runtime:
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer if settings.raw_store_enabled else None,
             on_vectors=self._archive_vectors,
+            telemetry=self.telemetry,
         )
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
         self.store = store or create_metadata_store(
@@ -84,9 +89,11 @@ class Runtime:
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
+            observer=self.telemetry,
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
+        self.statistics = StatisticsService(self)
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,6 +123,7 @@ class Runtime:
         self.live.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
+        self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
         if s.ws_gateway_url:
             self._start_subscriptions()
         log.info(
@@ -224,6 +232,9 @@ class Runtime:
                 "feature_registry_version": vector.registry_version,
             },
         )
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
 
     # -- health --------------------------------------------------------------------------------
     async def health_checks(self) -> dict[str, dict[str, Any]]:
