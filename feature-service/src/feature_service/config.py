@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
 
+    # Operations metrics tables (feature_computation_metrics, dataset_building_metrics,
+    # api_endpoint_metrics), written in the background; rows older than the retention deleted.
+    metrics_tables_enabled: bool = True
+    metrics_retention_days: float = 30.0
+    metrics_flush_s: float = 2.0
+    metrics_queue_size: int = 20000
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 US_PER_MIN = 60_000_000
-_FOLD_AT = 4096
+FOLD_AT = 4096
 
 COMPUTATION_BUCKETS = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.07,
@@ -44,27 +44,32 @@ BUILD_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0
 class Histogram:
     """Cumulative-bucket histogram (Prometheus ``le`` semantics: ``v <= bound``)."""
 
-    __slots__ = ("_bounds", "_buf", "_count", "_counts", "_sum", "bounds")
+    __slots__ = ("_bounds", "_count", "_counts", "_scale", "_sum", "bounds", "buf")
 
-    def __init__(self, bounds: Sequence[float]) -> None:
+    def __init__(self, bounds: Sequence[float], scale: float = 1.0) -> None:
+        """``scale`` multiplies buffered values when folded: a hot path can append raw
+        integers (e.g. µs) to ``buf`` and leave the conversion to the fold."""
         self.bounds = tuple(sorted(float(b) for b in bounds))
+        self._scale = scale
         self._bounds = np.asarray(self.bounds)
         self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
-        self._buf: list[float] = []
+        self.buf: list[float] = []
         self._sum = 0.0
         self._count = 0
 
     def observe(self, value: float) -> None:
-        buf = self._buf
+        buf = self.buf
         buf.append(value)
-        if len(buf) >= _FOLD_AT:
+        if len(buf) >= FOLD_AT:
             self._fold()
 
     def _fold(self) -> None:
-        buf = self._buf
+        buf = self.buf
         if not buf:
             return
         values = np.asarray(buf, dtype=np.float64)
+        if self._scale != 1.0:
+            values *= self._scale
         buf.clear()
         index = np.searchsorted(self._bounds, values, side="left")
         self._counts += np.bincount(index, minlength=len(self._counts))
@@ -106,22 +111,23 @@ def _fmt_bound(value: float) -> str:
 class LabeledHistograms:
     """Histograms keyed by a label tuple; ``get`` once and keep the result on a hot path."""
 
-    __slots__ = ("_bounds", "by_key")
+    __slots__ = ("_bounds", "_scale", "by_key")
 
-    def __init__(self, bounds: Sequence[float]) -> None:
+    def __init__(self, bounds: Sequence[float], scale: float = 1.0) -> None:
         self._bounds = tuple(bounds)
+        self._scale = scale
         self.by_key: dict[tuple[str, ...], Histogram] = {}
 
     def get(self, *key: str) -> Histogram:
         hist = self.by_key.get(key)
         if hist is None:
-            hist = self.by_key[key] = Histogram(self._bounds)
+            hist = self.by_key[key] = Histogram(self._bounds, self._scale)
         return hist
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
         hist = self.by_key.get(key)
         if hist is None:
-            hist = self.by_key[key] = Histogram(self._bounds)
+            hist = self.by_key[key] = Histogram(self._bounds, self._scale)
         hist.observe(value)
 
 
@@ -182,7 +188,7 @@ class Telemetry:
     def __init__(self) -> None:
         self.computation = LabeledHistograms(COMPUTATION_BUCKETS)  # (interval,)
         self.publish_delay = LabeledHistograms(DELAY_BUCKETS)  # (interval,)
-        self.message_age = LabeledHistograms(AGE_BUCKETS)  # (queue,)
+        self.message_age = LabeledHistograms(AGE_BUCKETS, scale=1e-6)  # (queue,), fed µs
         self.http = LabeledHistograms(HTTP_BUCKETS)  # (method, route, status)
         self.dataset_build_seconds = LabeledHistograms(BUILD_BUCKETS)  # (status,)
         self.dataset_builds: Counter[str] = Counter()
@@ -199,23 +205,26 @@ class Telemetry:
         self.queue_depths: dict[str, QueueDepth] = {}
         self.active_builds: set[str] = set()
         self.last_build_duration_s: float | None = None
-        self._age_by_queue: dict[str, Histogram] = {}
+        self._age_by_queue: dict[str, list[float]] = {}
         self._labels: dict[int, str] = {}
 
     # -- hot path (live engine) ----------------------------------------------------------------
     def on_message(self, queue: str, events: Iterable[Any], t_us: int) -> None:
         """One consumed message that was applied: its events' age and the sliding counts."""
+        # Raw µs straight into the histogram's buffer: no call, no float maths per event.
         ages = self._age_by_queue.get(queue)
         if ages is None:
-            ages = self._age_by_queue[queue] = self.message_age.get(queue)
+            ages = self._age_by_queue[queue] = self.message_age.get(queue).buf
         ring = self.events_window
         if t_us >= ring.next_roll_us:
             ring.roll(t_us)
         cur = ring.current
         for event in events:
-            ages.observe((t_us - event.exchange_ts) * 1e-6)
+            ages.append(t_us - event.exchange_ts)
             symbol = event.symbol
             cur[symbol] = cur.get(symbol, 0) + 1
+        if len(ages) >= FOLD_AT:
+            self.message_age.get(queue).cumulative()  # folds the buffer
 
     def on_vectors(self, vectors: Iterable[Any]) -> None:
         ring = self.vectors_window

@@ -16,6 +16,7 @@ from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.factory import create_metadata_store
+from feature_service.adapters.metadata.metrics_sink import sink_for_store
 from feature_service.adapters.rawstore.layout import Kind
 from feature_service.adapters.rawstore.writer import RawWriter
 from feature_service.adapters.vectorstore import VectorArchive
@@ -31,6 +32,7 @@ from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
+from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
 from feature_service.telemetry import Telemetry
@@ -80,6 +82,12 @@ class Runtime:
         self.store = store or create_metadata_store(
             settings.database_url, settings.sqlite_path, settings.migrations_dir
         )
+        self.metrics_writer = MetricsWriter(
+            sink_for_store(self.store) if settings.metrics_tables_enabled else None,
+            max_queue=settings.metrics_queue_size,
+            flush_s=settings.metrics_flush_s,
+            retention_days=settings.metrics_retention_days,
+        )
         self.datasets = DatasetService(
             self.store,
             self.registry,
@@ -89,7 +97,7 @@ class Runtime:
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
-            observer=self.telemetry,
+            observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
@@ -106,6 +114,7 @@ class Runtime:
         applied = await self.store.upgrade()
         if applied:
             log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
+        self.metrics_writer.start()
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
         await self.raw_writer.start()
@@ -203,6 +212,7 @@ class Runtime:
         await self.raw_writer.close()
         await self.archive.close()
         await self.bus.close()
+        await self.metrics_writer.close()
         await self.store.close()
         log.info("service_stopped")
 
@@ -221,6 +231,7 @@ class Runtime:
 
     def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
         self.archive.add(vectors)
+        self.metrics_writer.on_vectors(vectors)
 
     async def _publish_vector(self, vector: FeatureVector) -> None:
         await self.bus.publish(
