@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     metrics_retention_days: float = 30.0
     metrics_flush_s: float = 2.0
     metrics_queue_size: int = 20000
+    metrics_write_timeout_s: float = 5.0
 
     # Logging
     log_level: str = "INFO"

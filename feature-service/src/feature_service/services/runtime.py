@@ -87,6 +87,7 @@ class Runtime:
             max_queue=settings.metrics_queue_size,
             flush_s=settings.metrics_flush_s,
             retention_days=settings.metrics_retention_days,
+            write_timeout_s=settings.metrics_write_timeout_s,
         )
         self.datasets = DatasetService(
             self.store,
