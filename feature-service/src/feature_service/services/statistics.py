@@ -74,6 +74,12 @@ def scan_tree(root: Path) -> dict[str, int]:
     return out
 
 
+def scan_datasets(root: Path) -> dict[str, int]:
+    out = scan_tree(root)
+    out["datasets"] = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+    return out
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -128,15 +134,12 @@ class StatisticsService:
         s = self.runtime.settings
         raw, datasets, archive = await asyncio.gather(
             asyncio.to_thread(scan_raw, s.raw_dir),
-            asyncio.to_thread(scan_tree, s.datasets_dir),
+            asyncio.to_thread(scan_datasets, s.datasets_dir),
             asyncio.to_thread(scan_tree, s.archive_dir),
-        )
-        dataset_count = (
-            sum(1 for p in s.datasets_dir.iterdir() if p.is_dir()) if s.datasets_dir.is_dir() else 0
         )
         return {
             "raw_data_storage": raw,
-            "dataset_storage": {**datasets, "datasets": dataset_count},
+            "dataset_storage": datasets,
             "archive_storage": archive,
             "computed_at": datetime.now(UTC),
         }
