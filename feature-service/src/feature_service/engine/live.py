@@ -270,7 +270,9 @@ def vector_to_json(vector: FeatureVector) -> bytes:
 def _trace(events: list[MarketEvent]) -> None:
     """The message's trace id (or a new one when it came without) on its events and in the log
     context: the raw row, the vector and every log line of its handling carry it."""
-    trace = events[0].trace_id if events else None
+    if not events:
+        return
+    trace = events[0].trace_id
     if trace is None:
         trace = new_trace_id()
         for event in events:
