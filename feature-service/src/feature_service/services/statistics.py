@@ -295,7 +295,9 @@ async def poll_queues(rt: Runtime, timeout_s: float = 5.0) -> list[QueueDepth]:
         try:
             status = await asyncio.wait_for(rt.bus.queue_status(name), timeout_s)
         except Exception as exc:  # broker unreachable: say so, keep the others
-            log.info("queue_status_failed", queue=name, error=repr(exc))
+            previous = rt.telemetry.queue_depths.get(name)
+            if previous is None or previous.state != "unreachable":  # once per outage
+                log.info("queue_status_failed", queue=name, error=repr(exc))
             return QueueDepth(name, None, None, "unreachable", now)
         if status is None:
             return QueueDepth(name, None, None, "missing", now)
