@@ -58,3 +58,39 @@ def test_deep_sizeof_follows_slots_and_counts_shared_objects_once() -> None:
     assert size == sys.getsizeof(holder) + expected_floats
     array = np.zeros(10_000)
     assert deep_sizeof(_Slotted(array, None)) >= array.nbytes
+
+
+class _Bus:
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+
+    async def queue_status(self, name: str) -> tuple[int, int] | None:
+        answer = self.answers[name]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+
+async def test_poll_queues_reports_each_queue_state() -> None:
+    from types import SimpleNamespace
+
+    from feature_service.config import Settings
+    from feature_service.services.statistics import poll_queues
+    from feature_service.telemetry import Telemetry
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    q = settings.input_queues
+    answers: dict[str, object] = {
+        q["orderbook"]: (12, 1),
+        q["trade"]: (0, 0),
+        q["kline"]: None,
+        q["ticker"]: ConnectionError("refused"),
+        q["funding"]: (3, 2),
+    }
+    rt = SimpleNamespace(settings=settings, bus=_Bus(answers), telemetry=Telemetry())
+    depths = {d.queue: d for d in await poll_queues(rt)}  # type: ignore[arg-type]
+    assert (depths[q["orderbook"]].messages, depths[q["orderbook"]].state) == (12, "consuming")
+    assert depths[q["trade"]].state == "idle"
+    assert depths[q["kline"]].state == "missing"
+    assert depths[q["ticker"]].state == "unreachable" and depths[q["ticker"]].messages is None
+    assert rt.telemetry.queue_depths == depths
