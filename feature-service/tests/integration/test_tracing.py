@@ -14,6 +14,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from feature_service.adapters.bus import QueueSpec
 from feature_service.config import Settings
 from feature_service.logging import configure_logging
 from feature_service.services.runtime import Runtime
@@ -104,6 +105,18 @@ async def test_trace_id_reaches_log_lines_raw_row_and_vector(
     assert orjson.loads(vector_json(vector))["trace_id"] == "trace-second"
     await wait_until(lambda: len(raw_traces(rt)) == 2, 10, "raw rows")
     assert sorted(t or "" for t in raw_traces(rt)) == ["trace-first", "trace-second"]
+    # features.live carries it in the body and as a header.
+    published: list[Any] = []
+
+    async def take(delivery: Any) -> None:
+        published.append(delivery)
+        await delivery.ack()
+
+    consumer = await rt.bus.consume(QueueSpec(rt.settings.features_exchange), take)
+    await wait_until(lambda: len(published) == 2, 10, "two published vectors")
+    await consumer.cancel()
+    last = published[-1]
+    assert last.headers["trace_id"] == orjson.loads(last.body)["trace_id"] == "trace-second"
 
 
 def vector_json(vector: Any) -> bytes:

@@ -242,6 +242,7 @@ class Runtime:
                 "symbol": vector.symbol,
                 "interval": interval_label(vector.interval_s),
                 "feature_registry_version": vector.registry_version,
+                "trace_id": vector.trace_id or "",
             },
         )
 
