@@ -55,12 +55,52 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
 
 
 def queries(path: Path) -> list[tuple[str, str]]:
+    """Prometheus queries (``expr``) of every panel."""
     doc = json.loads(path.read_text())
     return [
         (panel["title"], target["expr"])
         for panel in doc["panels"]
         for target in panel.get("targets", [])
+        if "expr" in target
     ]
+
+
+def sql_queries(path: Path) -> list[tuple[str, str]]:
+    doc = json.loads(path.read_text())
+    return [
+        (panel["title"], target["rawSql"])
+        for panel in doc["panels"]
+        for target in panel.get("targets", [])
+        if "rawSql" in target
+    ]
+
+
+def migration_columns() -> dict[str, set[str]]:
+    """Table -> columns, read from migration 026 (the metrics tables the SQL panels query)."""
+    sql = (REPO / "ws-gateway/migrations/026_create_operations_metrics_tables.sql").read_text()
+    tables = {}
+    for name, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", sql, re.S):
+        tables[name] = {line.split()[0] for line in body.strip().splitlines() if line[4:5] != " "}
+    return tables
+
+
+def test_sql_panels_query_the_metrics_tables_columns() -> None:
+    tables = migration_columns()
+    assert set(tables) == {
+        "feature_computation_metrics", "dataset_building_metrics", "api_endpoint_metrics"
+    }  # fmt: skip
+    seen = 0
+    for path in DASHBOARDS:
+        for title, sql in sql_queries(path):
+            seen += 1
+            [table] = re.findall(r"FROM (\w+)", sql)
+            assert table in tables, (title, table)
+            selected = re.search(r"SELECT (.*?) FROM", sql, re.S)
+            assert selected is not None
+            for item in selected.group(1).split(","):
+                column = item.split()[0]
+                assert column in tables[table], (title, column)
+    assert seen >= 3
 
 
 def test_there_are_three_dashboards_with_panels() -> None:
