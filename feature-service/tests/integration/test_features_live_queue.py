@@ -27,6 +27,7 @@ from feature_service.services.live_queue import live_queue_arguments, policy_nam
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
+from tests.fixtures.model_service import FeatureVector
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +114,7 @@ async def test_late_consumer_reads_vectors_at_most_one_ttl_old_over_rabbitmq(
 
         queue = await (await broker.channel()).declare_queue(broker.names.features, passive=True)
         first = await queue.get(no_ack=True, timeout=5)
+        FeatureVector.model_validate_json(first.body)  # the Model Service parses it as it is
         age_s = time.time() - orjson.loads(first.body)["timestamp_us"] / 1e6
         # published right after its close time, so at most one TTL old (plus the publish delay)
         assert age_s <= TTL_S + 0.5, age_s
