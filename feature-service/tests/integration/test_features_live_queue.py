@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -20,6 +19,7 @@ from feature_service.adapters.bus.topology import (
     WS_GATEWAY_QUEUE_ARGUMENTS,
     features_live_max_length,
 )
+from feature_service.adapters.clients.rabbitmq_management import RabbitMQManagement
 from feature_service.config import Settings
 from feature_service.market.events import MarketEvent, event_type_of
 from feature_service.market.recording import event_to_envelope
@@ -166,9 +166,9 @@ async def test_startup_against_a_queue_with_the_old_arguments_applies_a_policy(
         assert await queue.get(no_ack=True, fail=False) is None
     finally:
         await runtime.stop()
-        async with httpx.AsyncClient(auth=("guest", "guest")) as http:
-            base = management_url().replace("guest:guest@", "")
-            await http.delete(f"{base}/api/policies/%2F/{policy_name(broker.names.features)}")
+        await RabbitMQManagement(management_url()).delete_policy(
+            "/", policy_name(broker.names.features)
+        )
 
 
 async def test_late_consumer_reads_fresh_vectors_on_the_in_process_bus(

@@ -64,11 +64,6 @@ class RabbitMQManagement:
     async def delete_policy(self, vhost: str, name: str) -> None:
         await self._request("DELETE", f"/policies/{_q(vhost)}/{_q(name)}")
 
-    async def queue(self, vhost: str, name: str) -> dict[str, Any]:
-        """The queue as the management API shows it (``policy``, ``arguments``, ...)."""
-        result = await self._request("GET", f"/queues/{_q(vhost)}/{_q(name)}")
-        return dict(result or {})
-
 
 def _q(part: str) -> str:
     return quote(part, safe="")
