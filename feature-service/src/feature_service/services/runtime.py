@@ -30,6 +30,7 @@ from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
+from feature_service.services.backfill_jobs import build_backfill
 from feature_service.services.datasets import DatasetService
 from feature_service.services.replay import ReplaySource
 
@@ -75,6 +76,7 @@ class Runtime:
         self.store = store or create_metadata_store(
             settings.database_url, settings.sqlite_path, settings.migrations_dir
         )
+        self.backfill = build_backfill(settings, self.store, self.registry)
         self.datasets = DatasetService(
             self.store,
             self.registry,
@@ -84,6 +86,7 @@ class Runtime:
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
+            backfill=self.backfill if settings.backfill_auto else None,
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
@@ -114,6 +117,8 @@ class Runtime:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
         self.live.start()
+        if self.backfill is not None:
+            await self.backfill.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         if s.ws_gateway_url:
@@ -191,6 +196,8 @@ class Runtime:
             await consumer.cancel()
         self._consumers.clear()
         await self.datasets.stop()
+        if self.backfill is not None:
+            await self.backfill.stop()
         await self.live.stop()
         await self.raw_writer.close()
         await self.archive.close()

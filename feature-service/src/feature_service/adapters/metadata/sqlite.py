@@ -23,6 +23,7 @@ import aiosqlite
 import orjson
 
 from feature_service.adapters.metadata import migrations as mig
+from feature_service.adapters.metadata.backfill_jobs import SqliteBackfillJobs
 from feature_service.adapters.metadata.base import (
     ConstraintViolation,
     StoreKind,
@@ -206,7 +207,7 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-class SqliteMetadataStore:
+class SqliteMetadataStore(SqliteBackfillJobs):
     def __init__(self, path: Path | str, *, migrations_dir: Path | None = None) -> None:
         self._path = str(path)
         self._migrations_dir = migrations_dir
