@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final, Protocol
 from uuid import UUID, uuid4
 
+import asyncpg
 import orjson
 
+from feature_service.adapters.metadata.base import ConstraintViolation
 from feature_service.adapters.metadata.records import as_utc, utc_now
 
 JOB_STATUSES: Final = ("pending", "running", "completed", "partial", "failed", "cancelled")
@@ -185,10 +187,13 @@ class PostgresBackfillJobs:
     async def create_backfill_job(self, record: BackfillJobRecord) -> BackfillJobRecord:
         values = [_pg_encode(n, getattr(record, n)) for n in JOB_FIELDS]
         marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-        row = await self._p.fetchrow(
-            f"INSERT INTO backfill_jobs ({_COLUMNS}) VALUES ({marks}) RETURNING {_COLUMNS}",
-            *values,
-        )
+        try:
+            row = await self._p.fetchrow(
+                f"INSERT INTO backfill_jobs ({_COLUMNS}) VALUES ({marks}) RETURNING {_COLUMNS}",
+                *values,
+            )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintViolation(str(exc), getattr(exc, "constraint_name", None)) from exc
         return _pg_decode(row)
 
     async def get_backfill_job(self, job_id: UUID) -> BackfillJobRecord | None:
