@@ -29,6 +29,7 @@ from feature_service.market.events import Kline
 from feature_service.registry.loader import load_registry
 from feature_service.services.backfill_jobs import BackfillJobs
 from feature_service.services.datasets import DatasetRequestError, DatasetService
+from tests.fixtures.backfill_schema import apply_to_sqlite_file, apply_to_store
 from tests.fixtures.fake_bybit import FakeBybit
 
 pytestmark = pytest.mark.timeout(180)
@@ -55,6 +56,7 @@ def test_routes_accept_report_and_refuse(fake: FakeBybit, tmp_path: Path) -> Non
         bybit_rest_url=fake.base_url, backfill_max_days=5,
     )  # fmt: skip
     h = {"X-API-Key": KEY}
+    apply_to_sqlite_file(settings.sqlite_path)
     with TestClient(create_app(settings)) as tc:
         body = {"symbol": "BTCUSDT", "start_date": "2025-11-01", "end_date": "2025-11-02"}
         body["data_types"] = ["klines", "funding", "trades"]
@@ -116,6 +118,7 @@ def test_a_job_killed_mid_way_resumes_and_stores_nothing_twice(
                FEATURE_SERVICE_BACKFILL_RATE_LIMIT_REQUESTS="4",
                FEATURE_SERVICE_BACKFILL_RATE_LIMIT_WINDOW_S="1")  # fmt: skip
     db = tmp_path / "feature-service.sqlite3"
+    apply_to_sqlite_file(db)
     proc = subprocess.Popen(_cli(tmp_path, fake), env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(_done_days(db)) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -175,6 +178,7 @@ async def test_auto_backfill_makes_a_failing_build_succeed_with_known_time(
     store = SqliteMetadataStore(tmp_path / "meta.sqlite3")
     await store.connect()
     await store.upgrade()
+    await apply_to_store(store)
     raw = tmp_path / "raw"
 
     def client() -> BybitRestClient:

@@ -9,11 +9,17 @@ import pytest
 
 from feature_service.adapters.metadata import ConstraintViolation, MetadataStore
 from feature_service.adapters.metadata.backfill_jobs import BackfillJobRecord
+from tests.fixtures.backfill_schema import apply_to_store
 
 pytest_plugins = ["tests.fixtures.metadata"]
 pytestmark = pytest.mark.timeout(60)
 
 T0 = dt.datetime(2025, 11, 1, 8, 30, 0, 123456, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+async def _backfill_table(store: MetadataStore) -> None:
+    await apply_to_store(store)
 
 
 def job(**overrides: object) -> BackfillJobRecord:
