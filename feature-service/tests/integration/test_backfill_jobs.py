@@ -90,6 +90,31 @@ def test_routes_accept_report_and_refuse(fake: FakeBybit, tmp_path: Path) -> Non
         assert r.status_code == 202
 
 
+def test_routes_say_why_when_the_jobs_table_is_missing(fake: FakeBybit, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.fixtures.metadata import repo_migrations_dir
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(repo_migrations_dir(), migrations)
+    for path in migrations.rglob("023_*"):
+        path.unlink()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        api_keys=[KEY],
+        replay_enabled=False,
+        bybit_rest_url=fake.base_url,
+        migrations_dir=migrations,
+    )
+    body = {"symbol": "BTCUSDT", "start_date": "2025-11-01", "end_date": "2025-11-02"}
+    with TestClient(create_app(settings)) as tc:
+        r = tc.post("/backfill/historical", json=body, headers={"X-API-Key": KEY})
+        assert r.status_code == 503 and "migration 023" in r.json()["message"]
+        r = tc.get("/features/latest", params={"symbol": "BTCUSDT"}, headers={"X-API-Key": KEY})
+        assert r.status_code != 500  # the rest of the service is unaffected
+
+
 # -- killed mid-way ------------------------------------------------------------------------------
 def _cli(tmp_path: Path, fake: FakeBybit) -> list[str]:
     exe = str(Path(sys.executable).parent / "feature-service")

@@ -69,6 +69,8 @@ def _jobs(rt: Any) -> BackfillJobs:
     jobs = getattr(rt, "backfill", None)
     if jobs is None:
         raise ApiError(503, "backfill is disabled (FEATURE_SERVICE_BACKFILL_ENABLED=false)")
+    if jobs.unavailable:
+        raise ApiError(503, jobs.unavailable)
     return jobs
 
 

@@ -37,7 +37,7 @@ async def backfill_range(
     """Backfill klines/funding (those the registry needs) over ``[start_us, end_us)``, clamped
     to today and to ``max_days`` ending at ``end_us``; waits for the job."""
     types = [t for t in required_data_types(jobs.registry) if t in HISTORY_TYPES]
-    if not types or end_us <= start_us:
+    if jobs.unavailable or not types or end_us <= start_us:
         return None
     last = min(_date(end_us - 1), jobs._today())
     first = max(_date(start_us), last - dt.timedelta(days=jobs.max_days - 1))

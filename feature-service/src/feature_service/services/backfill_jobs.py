@@ -74,17 +74,25 @@ class BackfillJobs:
         self._cancel: set[UUID] = set()
         self._done: dict[UUID, asyncio.Event] = {}
         self._busy = False
+        self.unavailable: str | None = None  # why jobs cannot run, when they cannot
         self.on_progress: ProgressFn | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, *, resume: bool = True) -> None:
-        if resume:
+        try:
             unfinished = [
                 job
                 for status in ACTIVE_STATUSES
                 for job in await self.store.list_backfill_jobs(status=status, limit=1000)
                 if job.trigger in self.resume_triggers
             ]
+        except Exception as exc:
+            # The table comes with migration 023; without it the service still serves
+            # features and the backfill routes answer 503 with this reason.
+            self.unavailable = f"backfill jobs table not usable (migration 023 applied?): {exc}"
+            log.error("backfill_unavailable", reason=self.unavailable)
+            return
+        if resume:
             for job in sorted(unfinished, key=lambda j: j.created_at):
                 log.info("backfill_job_resumed", job_id=str(job.id), done=len(job.completed_days))
                 self._enqueue(job.id)
