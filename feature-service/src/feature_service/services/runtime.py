@@ -152,7 +152,15 @@ class Runtime:
 
         s = self.settings
         client = WsGatewayClient(s.ws_gateway_url or "", s.ws_gateway_api_key or "")
-        self.subscriptions = SubscriptionManager(client, s.symbols, include_orders=s.consume_orders)
+        self.subscriptions = SubscriptionManager(
+            client,
+            s.symbols,
+            include_orders=s.consume_orders,
+            include_funding=s.funding_stream,
+            orderbook_depth=s.orderbook_depth,
+            max_attempts=s.subscription_max_attempts,
+            retry_interval_s=s.subscription_retry_interval_s,
+        )
         self.subscriptions.start()
 
     async def _retention_loop(self) -> None:
