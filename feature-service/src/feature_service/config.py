@@ -47,16 +47,14 @@ class Settings(BaseSettings):
     funding_stream: bool = False
     subscription_max_attempts: int = Field(default=3, ge=1)
     subscription_retry_interval_s: float = Field(default=300.0, gt=0)
-    # "rest": a depth book from Bybit REST /v5/market/orderbook feeds the depth features.
+    # "rest": a depth book from Bybit REST /v5/market/orderbook (FEATURE_SERVICE_BYBIT_REST_URL,
+    # _BYBIT_CATEGORY) feeds the depth features; mid, spread and churn stay on the stream.
     depth_source: Literal["stream", "rest"] = "stream"
-    depth_rest_url: str = "https://api.bybit.com"
-    depth_rest_category: str = "linear"
     depth_rest_limit: int = Field(default=50, ge=10, le=1000)
     depth_rest_interval_s: float = Field(default=1.0, gt=0)
-    # Share of Bybit's IP limit (600 requests / 5 s) the depth source may use, in requests/s.
-    depth_rest_max_rps: float = Field(default=10.0, gt=0, le=120)
-    # A REST book older than this no longer feeds the depth features (null "depth_stale").
-    depth_max_age_s: float = Field(default=10.0, gt=0)
+    # The depth source's own share of Bybit's IP limit (600 requests / 5 s), in requests/s: the
+    # backfill client keeps 500 / 5 s, so the two together stay under it.
+    depth_rest_max_rps: float = Field(default=10.0, gt=0, le=20)
 
     # Data
     data_dir: Path = Path("data")
