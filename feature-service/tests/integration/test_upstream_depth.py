@@ -108,7 +108,12 @@ async def test_a_depth_1_stream_is_named_in_health_and_the_log(tmp_path: Path) -
         assert depth["symbols"]["BTCUSDT"]["unavailable_features"] == DEPTH_FEATURES
         assert "has depth 1" in depth["warnings"][0]
         assert "depth_imbalance_top5" in depth["warnings"][0]
-        assert service.runtime.depth_status()["symbols"] == depth["symbols"]  # for /stats
+        assert service.runtime.depth_status()["symbols"] == depth["symbols"]
+        stats = await service.http.get("/stats/rolling-windows", headers={"X-API-Key": "demo-key"})
+        [row] = stats.json()
+        assert row["book_depth"]["stream_depth"] == 1
+        assert row["book_depth"]["unavailable_features"] == DEPTH_FEATURES
+        assert row["book_depth"]["reason"] == "stream_depth_limited"
 
         with capture_logs() as logs:
             service.runtime.depth_watch.check(service.runtime.depth_status())
