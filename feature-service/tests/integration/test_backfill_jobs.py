@@ -258,3 +258,34 @@ async def asyncio_sleep(s: float) -> None:
     import asyncio
 
     await asyncio.sleep(s)
+
+
+async def test_warm_start_hook_backfills_25_hours_of_klines_once(
+    fake: FakeBybit, tmp_path: Path
+) -> None:
+    from feature_service.services.backfill_auto import ensure_warm_start_klines
+
+    store = SqliteMetadataStore(tmp_path / "meta.sqlite3")
+    await store.connect()
+    await store.upgrade()
+    await apply_to_store(store)
+    raw = tmp_path / "raw"
+
+    def client() -> BybitRestClient:
+        return BybitRestClient(fake.base_url, bucket=TokenBucket(500, 5.0))
+
+    jobs = BackfillJobs(store, raw, client, registry=load_registry(), now_ms=lambda: NOW_MS)
+    await jobs.start()
+    try:
+        now_us = NOW_MS * 1000
+        job = await ensure_warm_start_klines(jobs, raw, "BTCUSDT", now_us)
+        assert job is not None and job.status == "completed" and job.trigger == "warm_start"
+        stored = [k.start for k in klines(raw)]
+        assert stored[0] <= now_us - 25 * 3600 * 1_000_000
+        assert stored[-1] + MIN_US == now_us  # the last closed candle, known at `now`
+        requests = fake.request_count()
+        assert await ensure_warm_start_klines(jobs, raw, "BTCUSDT", now_us) is None
+        assert fake.request_count() == requests
+    finally:
+        await jobs.stop()
+        await store.close()
