@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
 
+    # Data quality (thresholds: quality/config.py; reports and resync: README "Data quality")
+    quality_skew_threshold_ms: float = 1000.0
+    quality_jump_k: float = 10.0
+    quality_jump_min_return: float = 0.002
+    quality_trade_outside_tolerance: float = 0.005
+    quality_recorder_interval_s: float = 5.0
+    resync_enabled: bool = True
+    resync_min_interval_s: float = 2.0
+    resync_max_interval_s: float = 60.0
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -116,6 +126,10 @@ class Settings(BaseSettings):
     @cached_property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @cached_property
+    def quality_dir(self) -> Path:
+        return self.data_dir / "quality"
 
     @cached_property
     def sqlite_path(self) -> Path:

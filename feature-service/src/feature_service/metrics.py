@@ -78,6 +78,40 @@ class RuntimeCollector(Collector):
             for kind, n in state.book_counters().items():
                 book.add_metric([symbol, kind], n)
         yield book
+        yield from _quality_metrics(self._runtime)
+
+
+def _quality_metrics(runtime: Runtime) -> Iterator[Metric]:
+    incidents = CounterMetricFamily(
+        "feature_service_quality_incidents",
+        "Data quality incidents detected, by symbol and kind",
+        labels=["symbol", "kind"],
+    )
+    for (symbol, kind), n in runtime.engine.quality.detected.items():
+        incidents.add_metric([symbol, kind], n)
+    yield incidents
+    resyncer = runtime.resyncer
+    if resyncer is not None:
+        resync = CounterMetricFamily(
+            "feature_service_book_resyncs",
+            "Order book resync requests (requested, sent, merged, delayed, failed, ...)",
+            labels=["outcome"],
+        )
+        for outcome, n in resyncer.summary().items():
+            resync.add_metric([outcome], n)
+        yield resync
+    recorder = runtime.quality_recorder
+    if recorder is not None:
+        yield CounterMetricFamily(
+            "feature_service_quality_metric_rows_written",
+            "Rows written to data_quality_metrics",
+            value=recorder.rows_written,
+        )
+        yield CounterMetricFamily(
+            "feature_service_quality_metric_write_failures",
+            "Failed writes to data_quality_metrics (rows are kept and retried)",
+            value=recorder.write_failures,
+        )
 
 
 def build_registry(runtime: Runtime) -> CollectorRegistry:

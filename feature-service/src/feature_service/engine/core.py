@@ -17,6 +17,7 @@ from feature_service.engine.vector import FeatureVector
 from feature_service.features.state import SymbolState
 from feature_service.logging import get_logger
 from feature_service.market.events import US_PER_S, MarketEvent
+from feature_service.quality.monitor import QualityMonitor
 
 log = get_logger(__name__)
 
@@ -31,6 +32,7 @@ class FeatureEngine:
         latency_warning_ms: float = 70.0,
         symbols: Iterable[str] | None = None,
         state_factory: Callable[[str], SymbolState] = SymbolState,
+        quality: QualityMonitor | None = None,
     ) -> None:
         self.clock = IntervalClock(intervals_s)
         self.registry_version = registry_version
@@ -39,6 +41,8 @@ class FeatureEngine:
         self._allowed = frozenset(symbols) if symbols else None
         self._state_factory = state_factory
         self.states: dict[str, SymbolState] = {}
+        # Sees every event right after the book applied it; its mask rides on every vector.
+        self.quality = quality if quality is not None else QualityMonitor()
         self._next_close: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
         # Observability (read by metrics / health; never by features).
@@ -74,6 +78,7 @@ class FeatureEngine:
             self._last_ts[symbol] = t
         state.on_time(t)
         state.apply(event)
+        self.quality.observe(event, state.book)
         self.events_processed += 1
         return out
 
@@ -126,6 +131,7 @@ class FeatureEngine:
         last = self._last_ts.get(symbol)
         age_ms = None if last is None else (t - last) / 1000.0
         stale = last is None or (t - last) > self._stale_after_us
+        mask = self.quality.mask(symbol, t, state.book)
         for interval_s in closing:
             out.append(
                 FeatureVector(
@@ -139,6 +145,7 @@ class FeatureEngine:
                     computation_us=elapsed_us,
                     data_age_ms=age_ms,
                     stale=stale,
+                    quality=mask,
                 )
             )
         self.vectors_emitted += len(closing)

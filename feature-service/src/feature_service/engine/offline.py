@@ -17,6 +17,15 @@ from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import CATALOG
 from feature_service.market.events import MarketEvent
+from feature_service.quality.monitor import STREAMS
+
+# The quality mask as columns (after the features; never part of them).
+QUALITY_COLUMNS = (
+    "quality_ok",
+    "quality_reasons",
+    "book_in_sync",
+    *(f"age_ms_{stream}" for stream in STREAMS),
+)
 
 
 def vector_schema() -> pa.Schema:
@@ -31,7 +40,11 @@ def vector_schema() -> pa.Schema:
         pa.field("feature_registry_version", pa.string()),
         pa.field("data_age_ms", pa.float64()),
         pa.field("stale", pa.bool_()),
+        pa.field("quality_ok", pa.bool_()),
+        pa.field("quality_reasons", pa.string()),
+        pa.field("book_in_sync", pa.bool_()),
     ]
+    fields += [pa.field(f"age_ms_{stream}", pa.float64()) for stream in STREAMS]
     return pa.schema(fields)
 
 
@@ -48,6 +61,12 @@ def vectors_to_table(rows: list[FeatureVector], schema: pa.Schema | None = None)
     columns["feature_registry_version"] = [v.registry_version for v in rows]
     columns["data_age_ms"] = [v.data_age_ms for v in rows]
     columns["stale"] = [v.stale for v in rows]
+    masks = [v.quality for v in rows]
+    columns["quality_ok"] = [None if m is None else m.ok for m in masks]
+    columns["quality_reasons"] = [None if m is None else ",".join(m.reasons) for m in masks]
+    columns["book_in_sync"] = [None if m is None else m.book_in_sync for m in masks]
+    for stream in STREAMS:
+        columns[f"age_ms_{stream}"] = [None if m is None else m.age_ms.get(stream) for m in masks]
     return pa.Table.from_pydict(columns, schema=schema or vector_schema())
 
 

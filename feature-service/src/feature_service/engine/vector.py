@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feature_service.market.timeutil import format_iso_us
+from feature_service.quality.monitor import QualityMask
 
 
 def interval_label(seconds: int) -> str:
@@ -38,6 +39,7 @@ class FeatureVector:
     computation_us: float = 0.0  # wall time spent computing (not part of the features)
     data_age_ms: float | None = None  # t - receive time of the symbol's last event
     stale: bool = False
+    quality: QualityMask | None = None  # input freshness and book sync (not a feature)
 
     def to_message(self) -> dict[str, Any]:
         """The JSON document published on features.live and served by GET /features/latest
@@ -54,4 +56,13 @@ class FeatureVector:
             "data_age_ms": self.data_age_ms,
             "stale": self.stale,
             "null_reasons": self.null_reasons,
+            **quality_fields(self.quality),
         }
+
+
+def quality_fields(mask: QualityMask | None) -> dict[str, Any]:
+    """``quality_ok`` and ``quality`` (reasons, book sync, age of each input stream's last
+    message in ms), kept apart from ``features``: the feature values never change."""
+    if mask is None:
+        return {}
+    return {"quality_ok": mask.ok, "quality": mask.to_message()}

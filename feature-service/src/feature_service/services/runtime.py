@@ -28,6 +28,7 @@ from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
+from feature_service.quality.monitor import QualityMonitor
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
@@ -50,12 +51,16 @@ class Runtime:
             raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
         self.embedded = settings.rabbitmq_url is None and bus is None
         self.bus: MessageBus = bus or create_bus(settings)
+        from feature_service.services.quality_live import log_incident, quality_config
+
+        self.quality_config = quality_config(settings)
         self.engine = FeatureEngine(
             intervals_s=settings.intervals,
             registry_version=self.registry.version,
             stale_after_s=settings.stale_after_s,
             latency_warning_ms=settings.latency_warning_ms,
             symbols=settings.symbols,
+            quality=QualityMonitor(self.quality_config, on_incident=log_incident),
         )
         self.raw_writer = RawWriter(
             settings.raw_dir,
@@ -85,6 +90,15 @@ class Runtime:
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
         )
+        from feature_service.adapters.qualitystore import QualityStore
+        from feature_service.services.quality_report import QualityReports
+
+        self.quality_store = QualityStore(settings.quality_dir)
+        self.quality_reports = QualityReports(
+            settings.raw_dir, self.quality_store, self.store, self.quality_config
+        )
+        self.quality_recorder: Any = None
+        self.resyncer: Any = None
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
@@ -113,6 +127,7 @@ class Runtime:
         if s.consume_orders:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
+        self._start_quality()
         self.live.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
@@ -145,6 +160,37 @@ class Runtime:
         self.live.clock = clock
         replay.start(shift, clock)
         self.replay = replay
+
+    def _start_quality(self) -> None:
+        from feature_service.services.book_resync import BookResyncer
+        from feature_service.services.quality_live import QualityRecorder
+
+        s = self.settings
+        self.quality_recorder = QualityRecorder(
+            self.engine.quality,
+            self.quality_store,
+            self.live.clock.now_us,
+            store=self.store,
+            symbols=s.symbols,
+            interval_s=s.quality_recorder_interval_s,
+        )
+        self.quality_recorder.start()
+        if s.ws_gateway_url and s.resync_enabled:
+            from feature_service.adapters.clients.ws_gateway import WsGatewayClient
+
+            client = WsGatewayClient(s.ws_gateway_url, s.ws_gateway_api_key or "")
+            self.resyncer = BookResyncer(
+                client,
+                "feature-service",
+                is_synced=self._book_usable,
+                min_interval_s=s.resync_min_interval_s,
+                max_interval_s=s.resync_max_interval_s,
+            )
+            self.live.on_desync = self.resyncer.request
+
+    def _book_usable(self, symbol: str) -> bool:
+        state = self.engine.states.get(symbol)
+        return state is not None and state.book.usable
 
     def _start_subscriptions(self) -> None:
         from feature_service.adapters.clients.ws_gateway import WsGatewayClient
@@ -185,6 +231,9 @@ class Runtime:
         self._tasks.clear()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        if self.resyncer is not None:
+            await self.resyncer.stop()
+            await self.resyncer.client.aclose()
         if self.replay is not None:
             await self.replay.stop()
         for consumer in self._consumers:
@@ -192,6 +241,8 @@ class Runtime:
         self._consumers.clear()
         await self.datasets.stop()
         await self.live.stop()
+        if self.quality_recorder is not None:
+            await self.quality_recorder.stop()
         await self.raw_writer.close()
         await self.archive.close()
         await self.bus.close()
@@ -256,6 +307,8 @@ class Runtime:
         }
         if self.subscriptions is not None:
             checks["subscriptions"] = {"ok": True, **self.subscriptions.summary()}
+        if self.resyncer is not None:
+            checks["book_resync"] = {"ok": True, **self.resyncer.summary()}
         return checks
 
     def _data_age_s(self, now_us: int) -> float | None:
