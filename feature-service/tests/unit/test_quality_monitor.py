@@ -12,7 +12,7 @@ from feature_service.market.events import BookDelta, BookSnapshot, Kline, Ticker
 from feature_service.quality.incidents import Incident, IncidentKind
 from feature_service.services.quality_report import scan_events
 from tests.fixtures import data_quality as dq
-from tests.fixtures.data_quality import MINUTE, S, T0
+from tests.fixtures.data_quality import MINUTE, T0, S
 
 
 @pytest.fixture(scope="module")
