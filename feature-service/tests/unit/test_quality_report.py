@@ -22,7 +22,7 @@ from feature_service.quality.report import build_report, snap_period
 from feature_service.services.quality_live import QualityRecorder
 from feature_service.services.quality_report import QualityReports, scan_raw
 from tests.fixtures import data_quality as dq
-from tests.fixtures.data_quality import MINUTE, S, T0
+from tests.fixtures.data_quality import MINUTE, T0, S
 
 
 class Clock:
@@ -148,7 +148,7 @@ def test_report_numbers_follow_the_incidents(live_run: tuple) -> None:
 
 
 def test_period_outside_the_live_session_is_replayed_from_raw(live_run: tuple) -> None:
-    tmp, events, _ = live_run
+    tmp, _, _ = live_run
     reports = QualityReports(tmp / "raw", QualityStore(tmp / "quality"))
     report, source = reports.compute(dq.SYMBOL, T0 - 10 * MINUTE, T0 + 4 * MINUTE)
     assert source == "raw_replay"  # starts before the session did
