@@ -19,8 +19,10 @@ from feature_service.book.orderbook import BookStatus, OrderBook
 from feature_service.market.events import (
     BookDelta,
     BookSnapshot,
+    Funding,
     Kline,
     MarketEvent,
+    Ticker,
     Trade,
     event_type_of,
 )
@@ -30,6 +32,14 @@ from feature_service.quality.incidents import Incident, IncidentKind
 from feature_service.quality.summary import US_PER_MINUTE, MinuteSummary
 
 US_PER_KLINE = 60_000_000
+_STREAM_OF: dict[type, str] = {
+    BookSnapshot: "orderbook",
+    BookDelta: "orderbook",
+    Trade: "trade",
+    Kline: "kline",
+    Ticker: "ticker",
+    Funding: "funding",
+}
 STREAMS: tuple[str, ...] = ("orderbook", "trade", "kline", "ticker", "funding")
 
 
@@ -91,6 +101,7 @@ class QualityMonitor:
         self._records: list[Incident] = []
         self._minutes: list[MinuteSummary] = []
         self._seq = 0
+        self._configured = {n: self.config.silence_us(n) for n in self.config.silence_s}
         self.detected: Counter[tuple[str, str]] = Counter()  # (symbol, kind) -> incidents
         self.desync_started: list[str] = []  # symbols whose book just went out of sync
 
@@ -102,24 +113,25 @@ class QualityMonitor:
             sym = self._symbols[event.symbol] = _Symbol()
             sym.jumps = JumpDetector(self.config)
         rx = event.receive_ts
-        stream = event_type_of(event).value
-        minute = self._minute(sym, event.symbol, rx)
+        stream = _STREAM_OF.get(type(event)) or event_type_of(event).value
+        minute = sym.minute
+        if minute is None or rx - minute.minute_us >= US_PER_MINUTE or rx < minute.minute_us:
+            minute = self._minute(sym, event.symbol, rx)
         skew_ms = (rx - event.exchange_ts) / 1000.0
         minute.count(stream, skew_ms, rx)
-        self._sample_mid(sym, event.symbol, rx)
+        if sym.second is None or rx // US_PER_S > sym.second:
+            self._sample_mid(sym, event.symbol, rx)
         self._timing(sym, event, stream, rx, skew_ms)
-        match event:
-            case BookSnapshot() | BookDelta():
-                self._book_event(sym, event, rx)
-                if book is not None:
+        if stream == "orderbook":
+            self._book_event(sym, event, rx)  # type: ignore[arg-type]
+            if book is not None:
+                if book.status is not sym.book_status or sym.crossed is not None:
                     self._book_state(sym, event.symbol, book, rx)
-                    sym.mid = book.mid()
-            case Trade():
-                self._trade(sym, event, book, rx)
-            case Kline():
-                self._kline(sym, event, rx)
-            case _:
-                pass
+                sym.mid = book.mid()
+        elif stream == "trade":
+            self._trade(sym, event, book, rx)  # type: ignore[arg-type]
+        elif stream == "kline":
+            self._kline(sym, event, rx)  # type: ignore[arg-type]
 
     def flush(self, until_us: int) -> None:
         """Finish every minute that ended at or before ``until_us`` (the live timer; the end of a
@@ -181,9 +193,10 @@ class QualityMonitor:
         return m
 
     def _silence_us(self, name: str, st: _Stream) -> int | None:
+        configured = self._configured.get(name)
+        if configured is not None:
+            return configured
         cfg = self.config
-        if name in cfg.silence_s and cfg.silence_s[name] is not None:
-            return cfg.silence_us(name)
         if st.gaps < cfg.cadence_warmup:
             return None
         return int(max(cfg.silence_floor_s * US_PER_S, cfg.silence_factor * st.mean_gap_us))

@@ -3,6 +3,7 @@ every minute of every day (precomputed as data arrives, so a 24 h report reads 1
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,10 +13,8 @@ US_PER_MINUTE = 60_000_000
 
 
 def skew_bucket(abs_ms: float) -> int:
-    for i, bound in enumerate(SKEW_BUCKETS_MS):
-        if abs_ms <= bound:
-            return i
-    return len(SKEW_BUCKETS_MS)
+    """Index of the first bucket whose upper bound is >= ``abs_ms``."""
+    return bisect_left(SKEW_BUCKETS_MS, abs_ms)
 
 
 @dataclass(slots=True)
