@@ -61,6 +61,7 @@ class BookResyncer:
         flap_window_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_sent: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.requesting_service = requesting_service
@@ -70,6 +71,7 @@ class BookResyncer:
         self.flap_window_s = flap_window_s
         self._clock = clock
         self._sleep = sleep
+        self._on_sent = on_sent
         self._symbols: dict[str, _SymbolResync] = {}
         self.stats = ResyncStats()
         self.requested_at: dict[str, float] = {}  # last request time per symbol (monotonic)
@@ -112,6 +114,8 @@ class BookResyncer:
                 log.warning("book_resync_failed", symbol=symbol, error=repr(exc))
                 continue
             self.stats.sent += 1
+            if self._on_sent is not None:
+                self._on_sent(symbol)
             log.info(
                 "book_resync_requested",
                 symbol=symbol,
