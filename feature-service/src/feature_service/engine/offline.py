@@ -40,6 +40,7 @@ def vector_schema() -> pa.Schema:
         pa.field("feature_registry_version", pa.string()),
         pa.field("data_age_ms", pa.float64()),
         pa.field("stale", pa.bool_()),
+        pa.field("depth_age_ms", pa.float64()),
         pa.field("quality_ok", pa.bool_()),
         pa.field("quality_reasons", pa.string()),
         pa.field("book_in_sync", pa.bool_()),
@@ -61,6 +62,7 @@ def vectors_to_table(rows: list[FeatureVector], schema: pa.Schema | None = None)
     columns["feature_registry_version"] = [v.registry_version for v in rows]
     columns["data_age_ms"] = [v.data_age_ms for v in rows]
     columns["stale"] = [v.stale for v in rows]
+    columns["depth_age_ms"] = [v.depth_age_ms for v in rows]
     masks = [v.quality for v in rows]
     columns["quality_ok"] = [None if m is None else m.ok for m in masks]
     columns["quality_reasons"] = [None if m is None else ",".join(m.reasons) for m in masks]

@@ -32,6 +32,8 @@ from feature_service.quality.incidents import Incident, IncidentKind
 from feature_service.quality.summary import US_PER_MINUTE, MinuteSummary
 
 US_PER_KLINE = 60_000_000
+REST_FEED = "rest"  # BookSnapshot.feed of the REST depth source (features/depth.py)
+REST_STREAM = "orderbook_rest"
 _STREAM_OF: dict[type, str] = {
     BookSnapshot: "orderbook",
     BookDelta: "orderbook",
@@ -114,6 +116,10 @@ class QualityMonitor:
             sym.jumps = JumpDetector(self.config)
         rx = event.receive_ts
         stream = _STREAM_OF.get(type(event)) or event_type_of(event).value
+        if stream == "orderbook" and getattr(event, "feed", None) == REST_FEED:
+            # The REST depth source polls its own book (no u sequence with the stream's):
+            # only its timing is watched, under a stream name of its own.
+            stream = REST_STREAM
         minute = sym.minute
         if minute is None or rx - minute.minute_us >= US_PER_MINUTE or rx < minute.minute_us:
             minute = self._minute(sym, event.symbol, rx)
@@ -173,7 +179,7 @@ class QualityMonitor:
         ages: dict[str, float | None] = dict.fromkeys(STREAMS)
         if sym is not None:
             for name, st in sym.streams.items():
-                if st.last_rx is None:
+                if st.last_rx is None or name not in ages:
                     continue
                 age = t - st.last_rx
                 ages[name] = age / 1000.0

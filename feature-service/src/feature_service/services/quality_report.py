@@ -21,7 +21,7 @@ from feature_service.logging import get_logger
 from feature_service.market.events import BookDelta, BookSnapshot, MarketEvent
 from feature_service.quality.config import QualityConfig
 from feature_service.quality.incidents import Incident
-from feature_service.quality.monitor import QualityMonitor
+from feature_service.quality.monitor import REST_FEED, QualityMonitor
 from feature_service.quality.report import QualityReport, build_report, snap_period
 from feature_service.quality.summary import MinuteSummary
 
@@ -64,7 +64,7 @@ def scan_events(
         book = books.get(event.symbol)
         if book is None:
             book = books[event.symbol] = OrderBook(event.symbol)
-        if isinstance(event, BookSnapshot | BookDelta):
+        if isinstance(event, BookSnapshot | BookDelta) and event.feed != REST_FEED:
             book.apply(event)
         monitor.observe(event, book)
     monitor.finish()
