@@ -38,10 +38,14 @@ def compute(
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.registry_path)
+    if registry.plan is None:
+        typer.echo("feature registry invalid: " + "; ".join(registry.errors), err=True)
+        raise typer.Exit(2)
     interval_s = parse_interval(interval)
     engine = FeatureEngine(
         intervals_s=sorted({interval_s, *settings.intervals}),
         registry_version=registry.version,
+        plan=registry.plan,
         stale_after_s=settings.stale_after_s,
         symbols=[s.upper() for s in symbol] if symbol else None,
     )

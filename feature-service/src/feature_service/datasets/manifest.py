@@ -73,7 +73,7 @@ def build_manifest(
     its info dict); ``fold_info``: ``Fold.info()`` per fold for walk-forward, else None;
     ``file_hashes``: output file name -> sha256."""
     guard = LeakageGuard.for_request(request, registry)
-    lookbacks = {f.name: f.lookback_s for f in registry.features}
+    lookbacks = registry.lookbacks
     features = request.selected_features(registry)
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,

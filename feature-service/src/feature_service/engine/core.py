@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 
 from feature_service.engine.boundaries import IntervalClock
 from feature_service.engine.vector import FeatureVector
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.features.state import SymbolState
 from feature_service.logging import get_logger
 from feature_service.market.events import US_PER_S, MarketEvent
@@ -26,18 +28,21 @@ class FeatureEngine:
         self,
         *,
         intervals_s: Iterable[int] = (1, 3, 15, 60),
-        registry_version: str = "1.1.0",
+        registry_version: str | None = None,
         stale_after_s: float = 5.0,
         latency_warning_ms: float = 70.0,
         symbols: Iterable[str] | None = None,
-        state_factory: Callable[[str], SymbolState] = SymbolState,
+        plan: FeaturePlan = BUNDLED_PLAN,
+        state_factory: Callable[[str], SymbolState] | None = None,
     ) -> None:
         self.clock = IntervalClock(intervals_s)
-        self.registry_version = registry_version
+        # The plan (a registry version's operator set) decides what every symbol computes.
+        self.plan = plan
+        self.registry_version = registry_version or plan.version or BUNDLED_PLAN.version
         self._stale_after_us = int(stale_after_s * US_PER_S)
         self._latency_warning_us = latency_warning_ms * 1000.0
         self._allowed = frozenset(symbols) if symbols else None
-        self._state_factory = state_factory
+        self._state_factory = state_factory or (lambda symbol: SymbolState(symbol, self.plan))
         self.states: dict[str, SymbolState] = {}
         self._next_close: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}

@@ -43,6 +43,8 @@ from feature_service.datasets import (
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.offline import vectors_to_table
 from feature_service.engine.vector import FeatureVector
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.registry.loader import Registry
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -134,24 +136,27 @@ def compute_rows(
     window: Period,
     keep: Period,
     progress: _Progress,
+    plan: FeaturePlan = BUNDLED_PLAN,
 ) -> pd.DataFrame:
     """Feature rows of ``req.interval_s`` with close times in ``keep``, replaying every stored
     event of ``window`` through the engine in batches (memory grows with rows, not events)."""
-    engine = FeatureEngine(intervals_s=[req.interval_s])
+    # A plan with normalisation samples every 1 s close, so the engine must close them all.
+    intervals = {req.interval_s, 1} if plan.needs_every_second else {req.interval_s}
+    engine = FeatureEngine(intervals_s=sorted(intervals), plan=plan)
     reader = RawReader(raw_root)
     batches: list[pd.DataFrame] = []
     pending: list[FeatureVector] = []
 
     def take(vectors: list[FeatureVector]) -> None:
         for v in vectors:
-            if keep.start_us <= v.timestamp <= keep.end_us:
+            if v.interval_s == req.interval_s and keep.start_us <= v.timestamp <= keep.end_us:
                 pending.append(v)
         if len(pending) >= BATCH_ROWS:
             flush()
 
     def flush() -> None:
         if pending:
-            batches.append(vectors_to_table(pending).to_pandas())
+            batches.append(vectors_to_table(pending, plan=plan).to_pandas())
             progress.rows += len(pending)
             pending.clear()
 
@@ -164,7 +169,7 @@ def compute_rows(
     take(engine.advance_to(window.end_us))
     flush()
     if not batches:
-        return vectors_to_table([]).to_pandas()
+        return vectors_to_table([], plan=plan).to_pandas()
     return pd.concat(batches, ignore_index=True)
 
 
@@ -184,7 +189,7 @@ def build_dataset(
     window = guard.read_window(span)
     tracker = _Progress(window, progress)
     keep = Period(span.start_us, span.end_us + guard.horizon_s * 1_000_000)
-    rows = compute_rows(req, raw_root, window, keep, tracker)
+    rows = compute_rows(req, raw_root, window, keep, tracker, registry.plan or BUNDLED_PLAN)
     if rows.empty:
         raise BuildFailed(f"no feature rows for {req.symbol} in {_fmt(span)}")
     tracker.update(window.end_us, "split", force=True)

@@ -17,7 +17,8 @@ from typing import Any
 from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.vectorstore import read_archived
 from feature_service.engine.core import FeatureEngine
-from feature_service.features.catalog import FEATURE_NAMES
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 
 
 @dataclass(slots=True)
@@ -67,6 +68,7 @@ def validate_identity(
     end_us: int,
     intervals_s: list[int],
     max_examples: int = 20,
+    plan: FeaturePlan = BUNDLED_PLAN,
 ) -> IdentityReport:
     report = IdentityReport(symbol, interval_s)
     live = read_archived(vectors_root, symbol, interval_s, start_us, end_us)
@@ -80,7 +82,7 @@ def validate_identity(
         rows = live[sessions == session_start]
         stamps = live_ts[sessions == session_start]
         last = int(stamps.max())
-        engine = FeatureEngine(intervals_s=intervals_s)
+        engine = FeatureEngine(intervals_s=intervals_s, plan=plan)
         offline: dict[int, dict[str, float | int | None]] = {}
         for event in reader.iter_events(symbols=[symbol], start_us=session_start, end_us=last):
             for vector in engine.process(event):
@@ -95,7 +97,7 @@ def validate_identity(
                 report.missing_offline += 1
                 continue
             report.compared += 1
-            bad = [name for name in FEATURE_NAMES if not _same(row[name], expected[name])]
+            bad = [name for name in plan.names if not _same(row[name], expected[name])]
             if not bad:
                 report.identical_rows += 1
             for name in bad:

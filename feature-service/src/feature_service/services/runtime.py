@@ -45,7 +45,9 @@ class Runtime:
         store: MetadataStore | None = None,
     ) -> None:
         self.settings = settings
-        self.registry: Registry = load_registry(settings.registry_path)
+        self.registry: Registry = load_registry(
+            settings.registry_path, retention_days=settings.retention_days
+        )
         if not self.registry.is_valid:
             raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
         self.embedded = settings.rabbitmq_url is None and bus is None
@@ -53,6 +55,7 @@ class Runtime:
         self.engine = FeatureEngine(
             intervals_s=settings.intervals,
             registry_version=self.registry.version,
+            plan=self.registry.plan,  # type: ignore[arg-type]  # valid registries have one
             stale_after_s=settings.stale_after_s,
             latency_warning_ms=settings.latency_warning_ms,
             symbols=settings.symbols,
