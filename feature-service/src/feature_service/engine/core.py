@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from feature_service.engine.boundaries import IntervalClock
+from feature_service.engine.switch import PlanSwitch, SwitchDone
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
@@ -44,6 +45,8 @@ class FeatureEngine:
         self._allowed = frozenset(symbols) if symbols else None
         self._state_factory = state_factory or (lambda symbol: SymbolState(symbol, self.plan))
         self.states: dict[str, SymbolState] = {}
+        self.versions: dict[str, str] = {}  # the version each symbol's state computes
+        self.switch: PlanSwitch | None = None
         self._next_close: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
         # Observability (read by metrics / health; never by features).
@@ -66,10 +69,11 @@ class FeatureEngine:
         state = self.states.get(symbol)
         if state is None:
             state = self.states[symbol] = self._state_factory(symbol)
+            self.versions[symbol] = self.registry_version
             self._next_close[symbol] = self.clock.first_boundary_after(t)
         out: list[FeatureVector] = []
         if t >= self._next_close[symbol]:
-            self._close_until(symbol, state, t, out)
+            state = self._close_until(symbol, state, t, out)
         last = self._last_ts.get(symbol)
         if last is not None and t < last:
             # Receive times are stamped monotonically live; an older one can only come from an
@@ -85,23 +89,79 @@ class FeatureEngine:
     def advance_to(self, t: int) -> list[FeatureVector]:
         """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
         out: list[FeatureVector] = []
-        for symbol, state in self.states.items():
+        for symbol, state in list(self.states.items()):
             if t >= self._next_close[symbol]:
                 self._close_until(symbol, state, t, out)
         return out
 
+    def schedule_switch(
+        self, plan: FeaturePlan, version: str, at_us: int, on_done: SwitchDone | None = None
+    ) -> int:
+        """Compute ``plan`` (stamped ``version``) from the first boundary >= ``at_us`` on, for
+        every symbol (see ``engine.switch``); returns that boundary."""
+        if self.switch is not None:
+            raise RuntimeError(f"a switch to {self.switch.version} is already pending")
+        at = self.clock.first_boundary_after(at_us - 1)
+        self.switch = PlanSwitch(plan, version, at, on_done)
+        if not self.states:
+            self._finish_switch(None)
+        return at
+
+    def _finish_switch(self, error: str | None) -> None:
+        switch = self.switch
+        if switch is None:
+            return
+        self.switch = None
+        if error is None:
+            self.plan = switch.plan
+            self.registry_version = switch.version
+        else:
+            for symbol, old in switch.restore().items():
+                self.states[symbol] = old
+                self.versions[symbol] = self.registry_version
+            log.error("registry_switch_failed", version=switch.version, error=error)
+        if switch.on_done is not None:
+            switch.on_done(switch.version, error)
+
+    def _switch_symbol(self, symbol: str, state: SymbolState, boundary: int) -> SymbolState:
+        switch = self.switch
+        assert switch is not None
+        new = switch.migrate(symbol, state)
+        try:
+            new.on_time(boundary)
+            new.compute(boundary).complete()  # the first computation must succeed
+        except Exception as exc:
+            self._finish_switch(
+                f"first computation of {switch.version} failed for {symbol}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            return self.states[symbol]
+        self.states[symbol] = new
+        self.versions[symbol] = switch.version
+        if all(v == switch.version for v in self.versions.values()):
+            self._finish_switch(None)
+        return new
+
     # -- internals -----------------------------------------------------------------------------
     def _close_until(
         self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]
-    ) -> None:
+    ) -> SymbolState:
         boundary = self._next_close[symbol]
         step = self.clock.step_us
         while boundary <= t:
+            switch = self.switch
+            if (
+                switch is not None
+                and boundary >= switch.at_us
+                and self.versions[symbol] != switch.version
+            ):
+                state = self._switch_symbol(symbol, state, boundary)
             closing = self.clock.closing_at(boundary)
             if closing:
                 self._emit(symbol, state, boundary, closing, out)
             boundary += step
         self._next_close[symbol] = boundary
+        return state
 
     def _emit(
         self,
@@ -138,7 +198,7 @@ class FeatureEngine:
                     timestamp=t,
                     interval_s=interval_s,
                     features=features,
-                    registry_version=self.registry_version,
+                    registry_version=self.versions[symbol],
                     null_reasons=reasons,
                     trace_id=state.last_trace_id,
                     computation_us=elapsed_us,

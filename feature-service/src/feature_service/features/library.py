@@ -201,6 +201,11 @@ class FeaturePlan:
         return FeatureFrame(self.names, self.int_names)
 
 
+def operator_key(op: Family) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """Operators with equal keys compute the same thing from the same inputs."""
+    return (op.key, tuple(sorted(op.p.items())))
+
+
 def build_operators(names: Sequence[str]) -> list[Family]:
     return FeaturePlan.from_names(names).build()
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from feature_service.book.orderbook import OrderBook
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.context import ComputeContext
+from feature_service.features.family import Family
 from feature_service.features.frame import FeatureFrame
 from feature_service.features.library import FeaturePlan
+from feature_service.features.normalization import Normalizer
 from feature_service.market.events import (
     US_PER_S,
     BookDelta,
@@ -66,17 +68,29 @@ class SymbolState:
             previous_volume_spans=req.kline_previous_volumes,
             return_spans=req.kline_return_stds,
         )
-        self._ops = plan.build()
-        self._kline_ops = [op for op in self._ops if op.uses_klines]
-        self._norms = plan.normalizers()
         self._levels = req.book_levels
-        self._ctx = ComputeContext(trades=self.trades, mids=self.mids, klines=self.klines)
-        self._ctx.churn = self.book
+        self.adopt(plan.build(), plan.normalizers())
         self.ticker: dict[str, float | int] = {}
         # Funding comes from the funding stream or the ticker; the most recently received wins.
         self.funding_rate: float | None = None
         self.next_funding_time: int | None = None
         self.last_trace_id: str | None = None
+
+    def adopt(self, ops: list[Family], norms: list[Normalizer]) -> None:
+        """Run these operators and normalisers, reading this state's windows."""
+        self._ops = ops
+        self._kline_ops = [op for op in ops if op.uses_klines]
+        self._norms = norms
+        self._ctx = ComputeContext(trades=self.trades, mids=self.mids, klines=self.klines)
+        self._ctx.churn = self.book
+
+    @property
+    def operators(self) -> list[Family]:
+        return self._ops
+
+    @property
+    def normalizers(self) -> list[Normalizer]:
+        return self._norms
 
     # -- events --------------------------------------------------------------------------------
     def apply(self, event: MarketEvent) -> None:

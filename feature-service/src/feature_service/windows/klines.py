@@ -382,6 +382,17 @@ class KlineHistory:
     def __len__(self) -> int:
         return len(self._closes)
 
+    def tracks(
+        self, maxlen: int, means: Iterable[int], previous: Iterable[int], returns: Iterable[int]
+    ) -> bool:
+        """Whether this history already keeps these windows (a new plan can reuse it)."""
+        return (
+            self._closes.capacity >= maxlen
+            and set(means) <= set(self._volume_means)
+            and set(previous) <= set(self._prev_volumes)
+            and set(returns) <= set(self._returns_window)
+        )
+
     @property
     def closes(self) -> Sequence[float]:
         """Closes of the held candles, oldest first (a read-only view; index -1 is the newest)."""
