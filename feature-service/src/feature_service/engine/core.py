@@ -107,6 +107,10 @@ class FeatureEngine:
             self._finish_switch(None)
         return at
 
+    def cancel_switch(self, reason: str) -> None:
+        """Give up a pending switch: every symbol goes back to the previous version."""
+        self._finish_switch(reason)
+
     def _finish_switch(self, error: str | None) -> None:
         switch = self.switch
         if switch is None:

@@ -31,6 +31,8 @@ from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
+from feature_service.services.hot_reload import ComputationUsage, HotReload
+from feature_service.services.registry import RegistryService
 from feature_service.services.replay import ReplaySource
 
 log = get_logger(__name__)
@@ -88,6 +90,16 @@ class Runtime:
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
         )
+        # Registry versions: the store's active version replaces the file above at start-up.
+        self.usage = ComputationUsage()
+        self.hot_reload = HotReload(self)
+        self.registry_service = RegistryService(
+            self.store,
+            settings.registry_dir,
+            bundled_path=settings.registry_path,
+            retention_days=settings.retention_days,
+            apply=self.hot_reload.apply,
+        )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.metrics_registry = build_registry(self)
@@ -102,6 +114,7 @@ class Runtime:
         applied = await self.store.upgrade()
         if applied:
             log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
+        self.hot_reload.load(await self.registry_service.start())
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
         await self.raw_writer.start()
@@ -216,6 +229,7 @@ class Runtime:
 
     def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
         self.archive.add(vectors)
+        self.usage.add(vectors)
 
     async def _publish_vector(self, vector: FeatureVector) -> None:
         await self.bus.publish(
