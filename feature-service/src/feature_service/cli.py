@@ -87,6 +87,7 @@ def validate_identity_cmd(
     reports mismatches per feature (exit code 1 on any mismatch)."""
     import json
 
+    from feature_service.cli_registry import stored_plans
     from feature_service.cli_storage import parse_time_us
     from feature_service.services.identity import validate_identity
 
@@ -100,6 +101,7 @@ def validate_identity_cmd(
         start_us=parse_time_us(start),
         end_us=parse_time_us(end),
         intervals_s=list(settings.intervals),
+        plans=stored_plans(),  # each vector is checked against its own registry version
     )
     typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
     if report.compared == 0:

@@ -69,6 +69,22 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1) from exc
 
 
+def stored_plans() -> dict[str, Any]:
+    """Every stored version's plan (for checks that replay vectors of several versions)."""
+    from feature_service.features.catalog import BUNDLED_PLAN
+    from feature_service.registry.loader import validate_config
+
+    async def work(service: Any) -> dict[str, Any]:
+        plans: dict[str, Any] = {BUNDLED_PLAN.version: BUNDLED_PLAN}
+        for r in await service.list():
+            registry = validate_config(r.config)
+            if registry.plan is not None:
+                plans[r.version] = registry.plan
+        return plans
+
+    return _run(work)
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Every version, newest first, with its state and whether its file was edited."""

@@ -276,3 +276,30 @@ def test_restart_loads_the_active_version_from_the_store(app_factory: Any) -> No
     again = app_factory()  # a second service on the same store and folder
     assert again.get("/feature-registry", headers=H).json()["version"] == "2.0.0"
     assert again.app.state.runtime.engine.plan.names == tuple(NEW_NAMES)  # type: ignore[attr-defined]
+
+
+def test_openapi_has_exactly_the_contract_registry_routes() -> None:
+    from feature_service.api.openapi import export_openapi
+
+    paths = json.loads(export_openapi())["paths"]
+    routes = {
+        (path, method)
+        for path, ops in paths.items()
+        if path.startswith("/feature-registry")
+        for method in ops
+    }
+    assert routes == {
+        ("/feature-registry", "get"),
+        ("/feature-registry/reload", "post"),
+        ("/feature-registry/validate", "get"),
+        ("/feature-registry/versions", "get"),
+        ("/feature-registry/versions", "post"),
+        ("/feature-registry/versions/{version}", "get"),
+        ("/feature-registry/versions/{version}", "delete"),
+        ("/feature-registry/versions/{version}/activate", "post"),
+        ("/feature-registry/versions/{version}/usage", "get"),
+        ("/feature-registry/versions/{version}/sync-file", "post"),
+        ("/feature-registry/rollback", "post"),
+    }
+    assert "204" in paths["/feature-registry/versions/{version}"]["delete"]["responses"]
+    assert "409" in paths["/feature-registry/versions/{version}/activate"]["post"]["responses"]
