@@ -34,9 +34,11 @@ ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="FEATURE_SERVICE
 def _run(work: Callable[[Any], Awaitable[T]]) -> T:
     from feature_service.adapters.metadata.factory import create_metadata_store
     from feature_service.config import load_settings
+    from feature_service.logging import configure_logging
     from feature_service.services.registry import RegistryService
 
     settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)  # logs on stderr, JSON on stdout
 
     async def main() -> T:
         store = create_metadata_store(
@@ -51,8 +53,7 @@ def _run(work: Callable[[Any], Awaitable[T]]) -> T:
                 bundled_path=settings.registry_path,
                 retention_days=settings.retention_days,
             )
-            if await store.get_active_registry_version() is not None:
-                await service.start()
+            await service.start()  # as the service does: the bundled version when none is active
             return await work(service)
         finally:
             await store.close()
