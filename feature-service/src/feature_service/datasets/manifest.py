@@ -84,6 +84,8 @@ def build_manifest(
             "sha256": registry.sha256,
             "features": list(features),
             "lookback_s": {name: lookbacks[name] for name in features},
+            # the data types the version's features read (what a rebuild must have stored)
+            "inputs": sorted(registry.plan.inputs) if registry.plan is not None else [],
         },
         "leakage": {
             "horizon_s": guard.horizon_s,
