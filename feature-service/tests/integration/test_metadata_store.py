@@ -704,7 +704,7 @@ async def test_in_memory_sqlite_store_works(tmp_path: Path) -> None:
     made = create_metadata_store("sqlite:///:memory:", tmp_path / "unused.sqlite3")
     await made.connect()
     try:
-        assert await made.upgrade() == [18, 19, 20, 22, 25]
+        assert await made.upgrade() == [18, 19, 20, 22, 25, 26]
         record = dataset()
         await made.create_dataset(record)
         assert await made.get_dataset(record.id) == record

@@ -35,10 +35,11 @@ async def test_025_adds_file_columns_and_audit_and_rolls_back(
         "details",
         "created_at",
     }
-    assert await store.downgrade(to=22) == [25]
+    reverted = await store.downgrade(to=22)
+    assert reverted[-1] == 25  # later migrations (if any) go first
     assert not {"file_path", "file_hash"} & await raw_db.columns("feature_registry_versions")
     assert "feature_registry_audit" not in await raw_db.tables()
-    assert await store.upgrade() == [25]
+    assert await store.upgrade() == sorted(reverted)
 
 
 async def test_store_keeps_file_hash_and_audit_trail(store_factory: StoreFactory) -> None:
