@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from feature_service.adapters.metadata import (
     MigrationError,
     default_migrations_dir,
 )
+from feature_service.adapters.metadata import migrations as migrations_module
 from feature_service.adapters.metadata.migrations import (
     AppliedMigration,
     checksum_of,
@@ -27,35 +29,38 @@ from feature_service.adapters.metadata.migrations import (
 )
 from feature_service.adapters.metadata.sessions import split_statements
 from feature_service.cli_db import app as db_app
+from tests.fixtures import metadata as metadata_fixtures
 
 if TYPE_CHECKING:
     from tests.fixtures.metadata import RawDb, StoreFactory
 
 pytest_plugins = ["tests.fixtures.metadata"]
-pytestmark = pytest.mark.timeout(120)
-LAST_DESCRIBED = 22  # later migrations have tests of their own (e.g. test_migration_025.py)
+
+CORE = (18, 19, 20, 22)  # the shared schema's own migrations (issue 16)
 
 
 @pytest.fixture(autouse=True)
-def _migrations_up_to_022(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests describe the runner with migrations 018-022: stores and the CLI see a copy
-    of the folder without the later ones, so adding a migration does not rewrite them."""
-    import shutil
-    import sys
-
-    from feature_service.adapters.metadata import migrations as runner
-    from tests.fixtures import metadata as fixtures
-
-    source = runner.default_migrations_dir()
+def only_core_migrations(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The runner's rules are tested on 018-022 only: the migrations other features add (023+)
+    would change every expected list here without changing a rule. The repository's whole
+    folder is checked by ``test_repo_migrations_are_discovered_in_order`` and, applied by psql
+    and adopted, by test_shared_schema.py."""
+    source = default_migrations_dir()
     assert source is not None
-    trimmed = tmp_path / "ws-gateway" / "migrations"
-    shutil.copytree(source, trimmed)
-    for path in trimmed.rglob("*.sql"):
-        if int(path.name.split("_", 1)[0]) > LAST_DESCRIBED:
-            path.unlink()
-    for module in (runner, fixtures, sys.modules[__name__]):
-        monkeypatch.setattr(module, "default_migrations_dir", lambda: trimmed)
+    target = tmp_path_factory.mktemp("core-migrations")
+    for sub in ("", "down", "sqlite", "sqlite/down"):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((source / sub).glob("*.sql")):
+            if int(path.name[:3]) in CORE:
+                shutil.copyfile(path, target / sub / path.name)
+    monkeypatch.setattr(migrations_module, "default_migrations_dir", lambda: target)
+    monkeypatch.setattr(metadata_fixtures, "repo_migrations_dir", lambda: target)
+    return target
 
+
+pytestmark = pytest.mark.timeout(120)
 
 TABLES = {"datasets", "feature_registry_versions", "data_quality_reports"}
 NAMES = {
@@ -154,9 +159,10 @@ def test_repo_migrations_are_discovered_in_order(dialect: str) -> None:
     assert directory is not None and directory.name == "migrations"
     assert directory.parent.name == "ws-gateway"
     found = discover_migrations(directory, dialect)  # type: ignore[arg-type]
-    found = [m for m in found if m.version <= LAST_DESCRIBED]
-    assert {m.version: m.name for m in found} == NAMES
-    assert [m.version for m in found] == [18, 19, 20, 22]
+    assert {m.version: m.name for m in found if m.version in CORE} == NAMES
+    versions = [m.version for m in found]
+    assert versions == sorted(set(versions)) and versions[:4] == [18, 19, 20, 22]
+    assert 21 not in versions  # ws-gateway's own 021: ours must never take that number
     for m in found:
         assert m.up_path.name == f"{m.version:03d}_{m.name}.sql"
         assert m.up_path.parent == (directory / "sqlite" if dialect == "sqlite" else directory)
@@ -212,8 +218,8 @@ def test_sqlite_scripts_split_into_statements() -> None:
         split_statements("CREATE TABLE a (x INTEGER);\nCREATE TABLE b (y INTEGER)\n")
 
 
-def test_plans_pick_the_right_versions() -> None:
-    migrations = discover_migrations(default_migrations_dir() or Path("."), "sqlite")
+def test_plans_pick_the_right_versions(only_core_migrations: Path) -> None:
+    migrations = discover_migrations(only_core_migrations, "sqlite")
     now = datetime(2025, 1, 1, tzinfo=UTC)
 
     def applied(*versions: int) -> list[AppliedMigration]:
@@ -601,7 +607,10 @@ async def test_records_from_before_the_renumbering_are_carried_over(
     ]
 
     assert await store.upgrade() == []
-    migrations = discover_migrations(default_migrations_dir() or Path("."), metadata_backend)  # type: ignore[arg-type]
+    migrations = discover_migrations(
+        migrations_module.default_migrations_dir() or Path("."),
+        metadata_backend,  # type: ignore[arg-type]
+    )
     rows = await raw_db.fetch(
         "SELECT version, name, checksum FROM feature_service_schema_migrations ORDER BY version"
     )

@@ -41,10 +41,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures" / "upstream_migrations"
 KEY = {"X-API-Key": "demo-key"}
 DENSE = datetime(2025, 1, 28, 1, 0, tzinfo=UTC)
-# Every migration in the folder, in order (018-022 and whatever later issues added).
-OURS = sorted(
-    int(p.name.split("_", 1)[0]) for p in repo_migrations_dir().glob("[0-9][0-9][0-9]_*.sql")
-)
+# Every migration of the repository's folder: 018-022 and whatever other features added.
+OURS = [m.version for m in discover_migrations(repo_migrations_dir(), "postgresql")]
 
 
 async def psql_file(schema: str, path: Path) -> tuple[int, str]:

@@ -132,6 +132,7 @@ class Family:
     short: ClassVar[Mapping[str, str]] = {}
     int_outputs: ClassVar[frozenset[str]] = frozenset()
     uses_klines: ClassVar[bool] = False
+    reads_levels: ClassVar[bool] = False  # reads book levels (a REST depth book can feed it)
     warmup: ClassVar[str] = "none"  # what must be seen before the first value (docs)
 
     __slots__ = ("names", "p")

@@ -181,6 +181,16 @@ class FeaturePlan:
         return d.lookback_s + (norm.lookback_s if norm else 0)
 
     @property
+    def levels_needed(self) -> dict[str, int]:
+        """Levels per side each level-reading feature needs (``features.depth``)."""
+        out: dict[str, int] = {}
+        for d in self.defs:
+            fam = FAMILIES[d.family]
+            if fam.reads_levels:
+                out[d.name] = int(d.params["levels"]) if d.family != "slope" else 3
+        return out
+
+    @property
     def needs_every_second(self) -> bool:
         """Normalisation samples the 1 s closes: the engine must close every second."""
         return bool(self.normalization)

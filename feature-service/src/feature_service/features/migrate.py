@@ -59,6 +59,9 @@ def migrate_state(old: SymbolState, plan: FeaturePlan) -> SymbolState:
     norms = [old_norms.get((n.name, n.spec), n) for n in new.normalizers]
     new.adopt(ops, norms)
 
+    new.stream_depth = old.stream_depth
+    new.rest_depth = old.rest_depth
+    new.depth_age_us = old.depth_age_us
     new.ticker = old.ticker
     new.funding_rate = old.funding_rate
     new.next_funding_time = old.next_funding_time

@@ -43,6 +43,7 @@ MAX_LEVELS = 200  # Bybit's deepest public book
 class _BookFamily(Family):
     group = "orderbook"
     inputs = ("orderbook",)
+    reads_levels = True
     params = (Param("levels", "int", 10, minimum=1, maximum=MAX_LEVELS),)
     __slots__ = ("_n",)
 

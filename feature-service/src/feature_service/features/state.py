@@ -9,7 +9,10 @@ from the same events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from feature_service.book.orderbook import OrderBook
+from feature_service.features import depth as book_depth
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.context import ComputeContext
 from feature_service.features.family import Family
@@ -22,6 +25,7 @@ from feature_service.market.events import (
     BookSnapshot,
     Funding,
     Kline,
+    Level,
     MarketEvent,
     Ticker,
     Trade,
@@ -42,12 +46,15 @@ class SymbolState:
         "_norms",
         "_ops",
         "book",
+        "depth_age_us",
         "funding_rate",
         "klines",
         "last_trace_id",
         "mids",
         "next_funding_time",
         "plan",
+        "rest_depth",
+        "stream_depth",
         "symbol",
         "ticker",
         "trades",
@@ -60,6 +67,10 @@ class SymbolState:
         # Windows are sized from what the plan's operators read, so the two can never disagree.
         churn_us = req.churn_window_us or DEFAULT_CHURN_WINDOW_US
         self.book = OrderBook(symbol, churn_window_us=2 * churn_us)
+        # Depth of the stream's topic, and the REST depth book once one arrives (depth.py).
+        self.stream_depth: int | None = None
+        self.rest_depth: book_depth.RestDepthBook | None = None
+        self.depth_age_us: int | None = None  # of the REST book, at the last compute
         self.trades = TradeWindows(req.trade_spans_us or (US_PER_S,))
         self.mids = MidGrid(horizon_s=req.mid_horizon_s, return_spans_s=req.mid_return_spans_s)
         self.klines = KlineHistory(
@@ -96,7 +107,12 @@ class SymbolState:
     def apply(self, event: MarketEvent) -> None:
         self.last_trace_id = event.trace_id or self.last_trace_id
         match event:
+            case BookSnapshot() if event.feed == book_depth.REST_FEED:
+                if self.rest_depth is None:
+                    self.rest_depth = book_depth.RestDepthBook(self.symbol)
+                self.rest_depth.apply(event)
             case BookDelta() | BookSnapshot():
+                self.stream_depth = event.depth
                 self.book.apply(event)
             case Trade():
                 self.trades.add(event)
@@ -146,9 +162,36 @@ class SymbolState:
         ctx.next_funding_time = self.next_funding_time
         for op in self._ops:
             op.compute(ctx, out)
+        self.depth_age_us = book_depth.fill_depth(
+            out,
+            t,
+            self.stream_depth,
+            self.rest_depth,
+            self._level_features,
+            plan.levels_needed,
+            max(levels, book_depth.TOP_LEVELS),
+        )
         for norm in self._norms:
             norm.apply(t, out)
         return out
+
+    def _level_features(
+        self,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        usable: bool,
+        _churn_changes: int,
+        _churn_history_s: float | None,
+        out: FeatureFrame,
+    ) -> None:
+        """The plan's level-reading operators on another book's levels (the REST depth book)."""
+        ctx = ComputeContext()
+        ctx.usable = usable
+        ctx.bids = bids
+        ctx.asks = asks
+        for op in self._ops:
+            if op.reads_levels:
+                op.compute(ctx, out)
 
     def book_counters(self) -> dict[str, int]:
         s = self.book.stats
