@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from feature_service import __version__
 from feature_service.api import (
+    routes_backfill,
     routes_datasets,
     routes_features,
     routes_health,
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_features.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_datasets.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_registry.router, dependencies=[Depends(require_api_key)])
+    app.include_router(routes_backfill.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_stats.router, dependencies=[Depends(require_api_key)])
     app.add_middleware(ObservabilityMiddleware)
     return app

@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from feature_service import cli_db
+from feature_service.cli_backfill import backfill as backfill_command
 from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_registry import app as registry_app
+from feature_service.cli_import import app as import_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
 from feature_service.engine.vector import parse_interval
@@ -23,6 +25,8 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(registry_app, name="registry")
+app.command("backfill")(backfill_command)
+app.add_typer(import_app, name="import")
 
 
 @app.command()
