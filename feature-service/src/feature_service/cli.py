@@ -13,8 +13,8 @@ from feature_service import cli_db
 from feature_service.cli_backfill import backfill as backfill_command
 from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
-from feature_service.cli_registry import app as registry_app
 from feature_service.cli_import import app as import_app
+from feature_service.cli_registry import app as registry_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
 from feature_service.engine.vector import parse_interval
