@@ -175,6 +175,8 @@ class Settings(BaseSettings):
     @cached_property
     def quality_dir(self) -> Path:
         return self.data_dir / "quality"
+
+    @cached_property
     def registry_dir(self) -> Path:
         return self.registry_versions_dir or self.data_dir / "registry"
 
