@@ -83,6 +83,7 @@ def test_manifest_records_what_a_rebuild_needs(registry: Registry) -> None:
     assert m["registry"]["sha256"] == registry.sha256
     assert m["registry"]["features"] == list(registry.feature_names)
     assert m["registry"]["lookback_s"]["relative_volume_24h"] == 86_400
+    assert m["registry"]["inputs"] == ["clock", "funding", "kline", "orderbook", "ticker", "trades"]
     # the embargo defaults to one horizon; the warm-up read is the longest lookback
     assert m["leakage"] == {
         "horizon_s": 300,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -38,6 +38,12 @@ class FeatureVectorOut(BaseModel):
     )
     null_reasons: dict[str, str] = Field(
         description="every feature of the active version that could not be computed, with why"
+    )
+    quality_ok: bool | None = Field(
+        None, description="true when every input was fresh and the book in sync at t"
+    )
+    quality: dict[str, Any] | None = Field(
+        None, description="reasons (when not ok), book_in_sync, age_ms of each input stream"
     )
 
 

@@ -154,6 +154,9 @@ class DatasetBuildRequest(_Strict):
     embargo_seconds: int | None = Field(
         default=None, ge=0, description="an explicit embargo, at least the target horizon"
     )
+    # Drop rows whose quality mask is not ok (stale input or book out of sync); the manifest
+    # says how many. Targets are computed before, from every row.
+    quality_filter: bool = False
 
     @field_validator("symbol", mode="before")
     @classmethod
