@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from feature_service.market.values import ParseLimits
+
 DEMO_API_KEY = "demo-key"
 
 
@@ -71,6 +73,11 @@ class Settings(BaseSettings):
     replay_speed: float = 10.0
     replay_loop: bool = True
 
+    # Input limits (market/values.py documents every bound)
+    max_message_bytes: int = 1_048_576
+    time_window_s: float = 86_400.0  # exchange/gateway times vs. our receive time, either side
+    kline_window_s: float = 172_800.0  # how old a kline may be (the candle warm-up is 25 h)
+
     # Raw storage (off: acknowledge after the engine step; for compute-only replicas)
     raw_store_enabled: bool = True
     raw_flush_rows: int = 5000
@@ -120,6 +127,14 @@ class Settings(BaseSettings):
     @cached_property
     def sqlite_path(self) -> Path:
         return self.data_dir / "feature-service.sqlite3"
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_message_bytes=self.max_message_bytes,
+            time_window_us=int(self.time_window_s * 1_000_000),
+            kline_window_us=int(self.kline_window_s * 1_000_000),
+        )
 
     @property
     def input_queues(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
 from feature_service.market.parsing import parse_message
+from feature_service.market.values import DEFAULT_LIMITS, ParseLimits
 
 log = get_logger(__name__)
 
@@ -66,8 +67,10 @@ class LiveEngine:
         raw_sink: RawSink | None = None,
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.engine = engine
+        self.limits = limits
         self.clock = clock
         self._publisher = publisher
         self._dead_letter = dead_letter
@@ -84,7 +87,7 @@ class LiveEngine:
     def ingest(self, body: bytes | str, source: str = "") -> list[MarketEvent]:
         """Stamp, parse and apply one message; raises MessageRejected for bad input."""
         t = self.clock.now_us()
-        events = parse_message(body, receive_ts=t)
+        events = parse_message(body, receive_ts=t, limits=self.limits)
         vectors: list[FeatureVector] = []
         for event in events:
             vectors.extend(self.engine.process(event))

@@ -70,6 +70,7 @@ class Runtime:
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer if settings.raw_store_enabled else None,
             on_vectors=self._archive_vectors,
+            limits=settings.parse_limits,
         )
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
         self.store = store or create_metadata_store(
