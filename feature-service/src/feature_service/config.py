@@ -66,12 +66,20 @@ class Settings(BaseSettings):
     features_exchange: str = "features.live"
     dataset_ready_queue: str = "features.dataset.ready"
     dataset_build_parallelism: int = 1
+    dataset_max_period_days: float = 366.0  # longer dataset periods are refused (400)
 
     # Embedded replay source (used when rabbitmq_url is unset)
     replay_enabled: bool = True
     replay_path: Path | None = None
     replay_speed: float = 10.0
     replay_loop: bool = True
+
+    # Health and timeouts
+    market_data_stale_after_s: float = 60.0  # no event for a subscribed symbol this long: not ready
+    health_timeout_s: float = 2.0  # each dependency probe of /health
+    db_timeout_s: float = 5.0  # metadata store: connect, pool acquire and each query
+    rabbitmq_heartbeat_s: int = 5  # a silent broker is detected after ~3 missed heartbeats
+    publish_timeout_s: float = 5.0  # a publish without confirm by then fails (never re-sent)
 
     # Input limits (market/values.py documents every bound)
     max_message_bytes: int = 1_048_576

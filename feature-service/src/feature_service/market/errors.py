@@ -30,3 +30,8 @@ class MessageRejected(ValueError):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class UnstorableRecord(ValueError):
+    """A record that can never be stored (its symbol is not usable as a folder name): raised by
+    the raw store, dead-lettered by the consumer instead of retried."""

@@ -63,7 +63,12 @@ class TopologyMismatch(BusError):
 
 
 class PublishFailed(BusError):
-    pass
+    """The message was not published (it never left, or the broker refused it): safe to retry."""
+
+
+class PublishUncertain(PublishFailed):
+    """The message left but no confirm came (timeout, connection lost while waiting): it may be
+    on the queue. Re-sending it blindly could duplicate it, so callers do not."""
 
 
 class DeliveryAlreadySettled(BusError):
