@@ -337,7 +337,7 @@ class LiveEngine:
         if self._publisher is not None:
             self._tasks.append(asyncio.create_task(self.run_publisher(), name="feature-publisher"))
 
-    async def stop(self) -> None:
+    async def stop(self, ack_grace_s: float = 5.0) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -345,7 +345,9 @@ class LiveEngine:
                 await task
         self._tasks.clear()
         if self._pending_acks:
-            await asyncio.gather(*list(self._pending_acks), return_exceptions=True)
+            # Bounded: a batch the failing raw store still retries may never resolve here; its
+            # messages stay unacknowledged and the broker redelivers them.
+            await asyncio.wait(list(self._pending_acks), timeout=ack_grace_s)
 
 
 def vector_to_json(vector: FeatureVector) -> bytes:

@@ -204,9 +204,7 @@ class Runtime:
             await self.subscriptions.stop()
         if self.replay is not None:
             await self.replay.stop()
-        for consumer in self._consumers:
-            await consumer.cancel()
-        self._consumers.clear()
+        await self._stop_consuming()
         await self.datasets.stop()
         self.retention_worker.close()
         await self.live.stop()
@@ -215,6 +213,18 @@ class Runtime:
         await self.bus.close()
         await self.store.close()
         log.info("service_stopped")
+
+    async def _stop_consuming(self) -> None:
+        """Graceful (SIGTERM): stop taking deliveries, make what was taken durable so its acks
+        go out on the still-open channels, then close them. Flushing repeatedly until every
+        consumer has closed also catches rows of the handler that was in flight."""
+        cancels = [asyncio.ensure_future(c.cancel()) for c in self._consumers]
+        while cancels:
+            with contextlib.suppress(Exception):  # a failing store: acks wait, the grace ends
+                await self.raw_writer.flush()
+            _, pending = await asyncio.wait(cancels, timeout=0.05)
+            cancels = list(pending)
+        self._consumers.clear()
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _on_execution(self, delivery: Delivery) -> None:
@@ -239,6 +249,7 @@ class Runtime:
             vector_to_json(vector),
             # One id per (symbol, interval, boundary): consumers dedup on it (issue 9).
             message_id=vector_message_id(vector),
+            at_most_once=True,
             headers={
                 "symbol": vector.symbol,
                 "interval": interval_label(vector.interval_s),

@@ -14,11 +14,11 @@ one message at a time. After a reconnect the robust channel re-declares the queu
 re-subscribes; deliveries still buffered from the dead channel are discarded (the broker has
 requeued them and delivers them again, flagged redelivered).
 
-Publishing is at most once: a publish whose channel was gone before the message left is retried
-once the channel is back (within ``publish_timeout``); once the message has left, a missing
-confirm (timeout, connection lost while waiting) raises ``PublishUncertain`` and is never re-sent
-blindly, since the broker may have it. Callers give every message a deterministic
-``message_id`` so consumers can dedup anyway.
+A publish whose channel was gone before the message left is retried once the channel is back
+(within ``publish_timeout``). Once the message may have left (confirm timeout, connection lost
+while waiting), the default re-sends it (at least once, which can duplicate); with
+``at_most_once`` (live vectors) it raises ``PublishUncertain`` and is never re-sent, since the
+broker may have it. Vectors also carry a deterministic ``message_id`` so consumers can dedup.
 
 Blackhole detection (the socket stays open, nothing comes back): the AMQP heartbeat
 (``heartbeat_s``) makes the client drop a connection after ~3 silent intervals, and a publish
@@ -543,6 +543,7 @@ class RabbitMQBus(BusBase):
         persistent: bool = True,
         routing_key: str = "",
         message_id: str | None = None,
+        at_most_once: bool = False,
     ) -> None:
         await self._publish(
             target,
@@ -552,6 +553,7 @@ class RabbitMQBus(BusBase):
             persistent,
             message_id,
             topology.CONTENT_TYPE_JSON,
+            at_most_once=at_most_once,
         )
         self.stats.published += 1
 
@@ -575,6 +577,8 @@ class RabbitMQBus(BusBase):
         persistent: bool,
         message_id: str | None,
         content_type: str | None,
+        *,
+        at_most_once: bool = False,
     ) -> None:
         self._require_connection()
         if exchange and exchange not in self._known_exchanges:
@@ -628,6 +632,10 @@ class RabbitMQBus(BusBase):
                     self._confirm_stalled_since = loop.time()
                     self._last_error = f"publish confirm timed out after {self._publish_timeout} s"
                     _log.warning("bus.confirm_timeout", exchange=exchange)
+                if not at_most_once and not self._closing:
+                    _log.info("bus.publish_retry", exchange=exchange, error=repr(exc))
+                    await self._wait_publisher(deadline)
+                    continue
                 raise PublishUncertain(
                     f"publish to {exchange!r}/{routing_key!r}: no confirm ({type(exc).__name__});"
                     " not re-sent"
