@@ -28,11 +28,12 @@ import orjson
 from feature_service.engine.clocks import ServiceClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
-from feature_service.logging import get_logger
+from feature_service.logging import TRACE_ID, get_logger, new_trace_id
 from feature_service.market.errors import MessageRejected, UnstorableRecord
 from feature_service.market.events import MarketEvent
 from feature_service.market.parsing import parse_message
 from feature_service.market.values import DEFAULT_LIMITS, ParseLimits
+from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -89,11 +90,13 @@ class LiveEngine:
         raw_sink: RawSink | None = None,
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+        telemetry: Telemetry | None = None,
         limits: ParseLimits = DEFAULT_LIMITS,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.5,
     ) -> None:
         self.engine = engine
+        self.telemetry = telemetry or Telemetry()
         self.limits = limits
         self.clock = clock
         self._publisher = publisher
@@ -115,11 +118,13 @@ class LiveEngine:
         """Stamp, parse and apply one message; raises MessageRejected for bad input."""
         t = self.clock.now_us()
         events = parse_message(body, receive_ts=t, limits=self.limits)
+        _trace(events)
         vectors: list[FeatureVector] = []
         for event in events:
             vectors.extend(self.engine.process(event))
         self.stats.consumed[source] += 1
         self.stats.last_event_receive_us = t
+        self.telemetry.on_message(source, events, t)
         if vectors:
             self._deliver(vectors)
         return events
@@ -127,6 +132,12 @@ class LiveEngine:
     async def on_delivery(self, delivery: DeliveryLike) -> None:
         """Bus handler: a message is acknowledged only after it was applied and, when a raw
         store is configured, durably written. Bad input goes to the dead-letter queue."""
+        # Every log line of this message's handling carries its trace id (the header is there
+        # before parsing, so a rejection names it too); ingest replaces it for header-less input.
+        headers = getattr(delivery, "headers", None)
+        TRACE_ID.set(headers.get("trace_id") if headers else None)
+        if getattr(delivery, "redelivered", False):
+            self.telemetry.redelivered[delivery.queue] += 1
         sink = self._raw_sink
         await self.wait_for_storage()
         try:
@@ -140,6 +151,7 @@ class LiveEngine:
         self._note_symbols(events)
         if sink is None or not events:
             await delivery.ack()
+            self.telemetry.messages[(delivery.queue, "applied")] += 1
             return
         try:
             stored = [sink.submit(event, delivery.body) for event in events]
@@ -203,6 +215,7 @@ class LiveEngine:
     async def reject(self, delivery: DeliveryLike, exc: MessageRejected) -> None:
         """Count, log and dead-letter a message that cannot be used (never requeued)."""
         self.stats.rejected[(delivery.queue, exc.reason.value)] += 1
+        self.telemetry.messages[(delivery.queue, "rejected")] += 1
         log.warning(
             "message_rejected", queue=delivery.queue, reason=exc.reason.value, detail=exc.detail
         )
@@ -228,10 +241,17 @@ class LiveEngine:
             # The writer retries failed batches itself, so this is a record that can never be
             # stored (dead-lettered) or a shutdown that gave up (back to the broker).
             self.stats.raw_failures += len(deliveries)
+            _count_outcome(self.telemetry, deliveries, "store_failed")
             exc = None if fut.cancelled() else fut.exception()
-            log.error("raw_store_failed", messages=len(deliveries), error=repr(exc))
+            log.error(
+                "raw_store_failed",
+                messages=len(deliveries),
+                error=repr(exc),
+                trace_ids=_trace_ids(deliveries),
+            )
             task = asyncio.ensure_future(self._settle_unstored(deliveries, exc))
         else:
+            _count_outcome(self.telemetry, deliveries, "stored")
             task = asyncio.ensure_future(self._ack_all(deliveries))
         self._pending_acks.add(task)
         task.add_done_callback(self._pending_acks.discard)
@@ -290,6 +310,7 @@ class LiveEngine:
                 self._outbox.get_nowait()
                 self._outbox.put_nowait(vector)
                 self.stats.publish_dropped += 1
+        self.telemetry.on_vectors(vectors)
         if self._on_vectors is not None:
             self._on_vectors(vectors)
 
@@ -319,6 +340,7 @@ class LiveEngine:
                             failed.append(vector)
                     else:
                         self.stats.published += 1
+                        self.telemetry.on_published(vector, self.clock.now_us())
                 batch = failed
                 if batch:
                     await asyncio.sleep(1.0)
@@ -362,3 +384,31 @@ def vector_message_id(vector: FeatureVector) -> str:
 def _is_uncertain(exc: BaseException) -> bool:
     # By name, so the engine does not import the bus adapters (a lower layer never imports up).
     return any(cls.__name__ == "PublishUncertain" for cls in type(exc).__mro__)
+
+
+def _trace(events: list[MarketEvent]) -> None:
+    """The message's trace id (or a new one when it came without) on its events and in the log
+    context: the raw row, the vector and every log line of its handling carry it."""
+    if not events:
+        return
+    trace = events[0].trace_id
+    if trace is None:
+        trace = new_trace_id()
+        for event in events:
+            event.trace_id = trace
+    TRACE_ID.set(trace)
+
+
+def _count_outcome(telemetry: Telemetry, deliveries: list[DeliveryLike], outcome: str) -> None:
+    counts = telemetry.messages
+    for delivery in deliveries:
+        counts[(delivery.queue, outcome)] += 1
+
+
+def _trace_ids(deliveries: list[DeliveryLike], limit: int = 20) -> list[str]:
+    out = []
+    for delivery in deliveries[:limit]:
+        headers = getattr(delivery, "headers", None)
+        if headers and headers.get("trace_id"):
+            out.append(str(headers["trace_id"]))
+    return out
