@@ -77,6 +77,7 @@ class DatasetService:
         base_url: str = "",
         max_period_days: float = 366.0,
         build_runner: Callable[..., BuildProcess] = BuildProcess,
+        backfill: Any = None,
         observer: BuildObserver | None = None,
     ) -> None:
         # (request dict, registry, raw root, out dir) -> a runner with run()/cancel();
@@ -91,6 +92,8 @@ class DatasetService:
         self.bus = bus
         self.ready_queue = ready_queue
         self.base_url = base_url.rstrip("/")
+        # FEATURE_SERVICE_BACKFILL_AUTO: missing klines/funding are backfilled before a build.
+        self.backfill = backfill
         self._parallelism = max(1, parallelism)
         # The queue itself: its order is the place each waiting build reports.
         self._waiting: list[uuid.UUID] = []
@@ -140,7 +143,8 @@ class DatasetService:
     async def submit(self, req: DatasetBuildRequest) -> DatasetRecord:
         problems = validate_request(req, self.registry)
         if not problems:
-            problems += await self._bounds_problems(req)
+            # With a backfill configured, missing data is fetched before the build.
+            problems += await self._bounds_problems(req, check_data=self.backfill is None)
         if problems:
             raise DatasetRequestError(problems)
         periods = {
@@ -174,7 +178,9 @@ class DatasetService:
         log.info("dataset_queued", dataset_id=str(rec.id), symbol=req.symbol)
         return rec
 
-    async def _bounds_problems(self, req: DatasetBuildRequest) -> list[str]:
+    async def _bounds_problems(
+        self, req: DatasetBuildRequest, *, check_data: bool = True
+    ) -> list[str]:
         span = req.span()
         if span is None:
             return []
@@ -184,6 +190,8 @@ class DatasetService:
                 f"the requested period is {days:,.1f} days long; the limit is "
                 f"{self.max_period_days:g} days (FEATURE_SERVICE_DATASET_MAX_PERIOD_DAYS)"
             ]
+        if not check_data:
+            return []
         missing = await asyncio.to_thread(check_data_available, self.raw_root, req)
         if missing:
             return [missing]
@@ -272,6 +280,12 @@ class DatasetService:
             dataset_id, status="building", storage_path=str(out_dir), progress={"stage": "start"}
         )
         log.info("dataset_build_started", dataset_id=str(dataset_id), symbol=req.symbol)
+        if self.backfill is not None:
+            from feature_service.services.backfill_auto import backfill_before_build
+
+            await backfill_before_build(
+                self.backfill, req, self.registry, lambda p: self._on_progress(dataset_id, p)
+            )
         process = self._build_runner(
             req.model_dump(mode="json"), self.registry, self.raw_root, out_dir
         )

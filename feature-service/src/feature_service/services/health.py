@@ -59,6 +59,7 @@ async def health_checks(runtime: Runtime) -> dict[str, dict[str, Any]]:
     }
     if runtime.subscriptions is not None:
         checks["subscriptions"] = {"ok": True, **runtime.subscriptions.summary()}
+    checks["book_depth"] = runtime.depth_status()
     return checks
 
 

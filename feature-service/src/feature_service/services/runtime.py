@@ -32,7 +32,9 @@ from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
+from feature_service.services.backfill_jobs import build_backfill
 from feature_service.services.datasets import DatasetService
+from feature_service.services.depth_status import DepthWatch, depth_report
 from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
@@ -94,6 +96,7 @@ class Runtime:
             ),
             settings.db_timeout_s,
         )
+        self.backfill = build_backfill(settings, self.store, self.registry)
         self.metrics_writer = MetricsWriter(
             sink_for_store(self.store) if settings.metrics_tables_enabled else None,
             max_queue=settings.metrics_queue_size,
@@ -111,10 +114,13 @@ class Runtime:
             parallelism=settings.dataset_build_parallelism,
             max_period_days=settings.dataset_max_period_days,
             base_url=f"http://{settings.host}:{settings.port}",
+            backfill=self.backfill if settings.backfill_auto else None,
             observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
+        self.depth_source: Any = None  # services/depth_source.RestDepthSource when "rest"
+        self.depth_watch = DepthWatch()
         self.statistics = StatisticsService(self)
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
@@ -147,11 +153,16 @@ class Runtime:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
         self.live.start()
+        if self.backfill is not None:
+            await self.backfill.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
         if s.ws_gateway_url:
             self._start_subscriptions()
+        if s.depth_source == "rest":
+            self._start_depth_source()
+        self._tasks.append(asyncio.create_task(self._depth_watch_loop(), name="depth-watch"))
         log.info(
             "service_started",
             mode="embedded" if self.embedded else "rabbitmq",
@@ -186,8 +197,66 @@ class Runtime:
 
         s = self.settings
         client = WsGatewayClient(s.ws_gateway_url or "", s.ws_gateway_api_key or "")
-        self.subscriptions = SubscriptionManager(client, s.symbols, include_orders=s.consume_orders)
+        self.subscriptions = SubscriptionManager(
+            client,
+            s.symbols,
+            include_orders=s.consume_orders,
+            include_funding=s.funding_stream,
+            orderbook_depth=s.orderbook_depth,
+            max_attempts=s.subscription_max_attempts,
+            retry_interval_s=s.subscription_retry_interval_s,
+        )
         self.subscriptions.start()
+
+    def _start_depth_source(self) -> None:
+        from feature_service.adapters.clients.bybit_rest import BybitRestClient, TokenBucket
+        from feature_service.services.depth_source import SOURCE, RestDepthSource
+
+        s = self.settings
+        bucket = TokenBucket(max(1, int(s.depth_rest_max_rps * 5)), 5.0)
+        client = BybitRestClient(
+            s.bybit_rest_url,
+            category=s.bybit_category,
+            timeout_s=s.bybit_timeout_s,
+            max_retries=0,  # the next poll comes soon: a retry would only spend the budget
+            bucket=bucket,
+        )
+
+        def ingest(body: bytes) -> None:
+            # Applied and stored like a consumed message, so replays see it too.
+            for event in self.live.ingest(body, SOURCE):
+                if s.raw_store_enabled:
+                    self.raw_writer.submit(event, body).add_done_callback(_raw_done)
+
+        self.depth_source = RestDepthSource(
+            client,
+            s.symbols,
+            ingest,
+            limit=s.depth_rest_limit,
+            interval_s=s.depth_rest_interval_s,
+            max_rps=s.depth_rest_max_rps,
+        )
+        self._tasks.append(asyncio.create_task(self.depth_source.run(), name="depth-rest"))
+
+    def depth_status(self) -> dict[str, Any]:
+        """Per-symbol book depth and the depth features it rules out (health, /stats)."""
+        s = self.settings
+        rest = self.depth_source.status() if self.depth_source is not None else None
+        return depth_report(
+            self.engine.states,
+            self.live.clock.now_us(),
+            source=s.depth_source,
+            wanted_depth=s.orderbook_depth,
+            rest_status=rest,
+        )
+
+    async def _depth_watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                self.depth_watch.check(self.depth_status())
+            except Exception:  # observability must never take the service down
+                log.exception("depth_watch_failed")
 
     async def _retention_loop(self) -> None:
         """Archive and expire raw data on a schedule; a failure is logged and retried later."""
@@ -220,11 +289,15 @@ class Runtime:
         self._tasks.clear()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        if self.depth_source is not None:
+            await self.depth_source.aclose()
         if self.replay is not None:
             await self.replay.stop()
         await self._stop_consuming()
         await self.datasets.stop()
         self.retention_worker.close()
+        if self.backfill is not None:
+            await self.backfill.stop()
         await self.live.stop()
         await self.raw_writer.close()
         await self.archive.close()

@@ -32,10 +32,11 @@ def write_part(
     *,
     compression: str = "zstd",
     compression_level: int | None = None,
+    source: str = "live",
 ) -> WrittenPart:
     """Write one immutable part file (blocking; the async writer calls it in a thread)."""
     ordered = sort_rows(rows)
-    table = build_table(kind, ordered)
+    table = build_table(kind, ordered, source)
     first, last = ordered[0][0].receive_ts, ordered[-1][0].receive_ts
     path = part_path(root, kind, day, symbol, first)
     size = write_table_atomic(

@@ -384,9 +384,10 @@ class RawWriter:
 
 
 class RawWriterSync:
-    """Blocking writer for offline tools (backfill, tests, conversions): same files, same
-    protocol. Bodies may be omitted: a ws-gateway envelope is then rebuilt from the event, which
-    parses back to the same event."""
+    """Blocking writer for offline tools (backfill, import, tests): same files, same protocol.
+    Bodies may be omitted: a ws-gateway envelope is then rebuilt from the event, which parses
+    back to the same event. ``source`` labels every row written (``live`` for tests that stand
+    in for the consumer, ``backfill``, ``import``)."""
 
     def __init__(
         self,
@@ -396,8 +397,10 @@ class RawWriterSync:
         compression: str = "zstd",
         compression_level: int | None = None,
         first_seq: int | None = None,
+        source: str = "live",
     ) -> None:
         self.root = Path(root)
+        self.source = source
         self.flush_rows = flush_rows
         self.compression = compression
         self.compression_level = compression_level
@@ -447,6 +450,7 @@ class RawWriterSync:
             rows,
             compression=self.compression,
             compression_level=self.compression_level,
+            source=self.source,
         )
 
 
