@@ -359,3 +359,8 @@ class Runtime:
         from feature_service.services.health import health_checks
 
         return await health_checks(self)
+
+
+def _raw_done(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("raw_store_failed", source="rest-depth", error=repr(fut.exception()))
