@@ -20,7 +20,16 @@ from types import ModuleType
 
 from benchmarks.common import Result, print_table, write_json
 
-SECTIONS: tuple[str, ...] = ("book", "features", "live", "rawstore", "offline", "ops", "history")
+SECTIONS: tuple[str, ...] = (
+    "book",
+    "features",
+    "live",
+    "rawstore",
+    "offline",
+    "ops",
+    "history",
+    "quality",
+)
 
 Runner = Callable[[bool], list[Result]]
 

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT"])
     registry_path: Path | None = None
+    # Registry versions as YAML files (feature_registry_v{version}.yaml); default DATA_DIR/registry
+    registry_versions_dir: Path | None = None
     migrations_dir: Path | None = None
 
     # Features
@@ -111,6 +113,16 @@ class Settings(BaseSettings):
     archive_retention_days: int = 365
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
+
+    # Data quality (thresholds: quality/config.py; reports and resync: README "Data quality")
+    quality_skew_threshold_ms: float = 1000.0
+    quality_jump_k: float = 10.0
+    quality_jump_min_return: float = 0.002
+    quality_trade_outside_tolerance: float = 0.005
+    quality_recorder_interval_s: float = 5.0
+    resync_enabled: bool = True
+    resync_min_interval_s: float = 2.0
+    resync_max_interval_s: float = 60.0
 
     # Bybit REST (backfill). Public market data needs no key; testnet: https://api-testnet.bybit.com
     bybit_rest_url: str = "https://api.bybit.com"
@@ -174,6 +186,14 @@ class Settings(BaseSettings):
     @cached_property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @cached_property
+    def quality_dir(self) -> Path:
+        return self.data_dir / "quality"
+
+    @cached_property
+    def registry_dir(self) -> Path:
+        return self.registry_versions_dir or self.data_dir / "registry"
 
     @cached_property
     def sqlite_path(self) -> Path:

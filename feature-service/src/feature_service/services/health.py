@@ -59,6 +59,9 @@ async def health_checks(runtime: Runtime) -> dict[str, dict[str, Any]]:
     }
     if runtime.subscriptions is not None:
         checks["subscriptions"] = {"ok": True, **runtime.subscriptions.summary()}
+    resyncer = getattr(runtime, "resyncer", None)
+    if resyncer is not None:
+        checks["book_resync"] = {"ok": True, **resyncer.summary()}
     checks["book_depth"] = runtime.depth_status()
     return checks
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,10 +28,14 @@ from feature_service.adapters.metadata.base import (
     StoreNotConnected,
 )
 from feature_service.adapters.metadata.records import (
+    AUDIT_COLUMNS,
+    AUDIT_FIELDS,
     DATASET_COLUMNS,
     DATASET_FIELDS,
     QUALITY_COLUMNS,
     QUALITY_FIELDS,
+    QUALITY_METRIC_COLUMNS,
+    QUALITY_METRIC_FIELDS,
     QUALITY_RATE_FIELDS,
     REGISTRY_COLUMNS,
     REGISTRY_FIELDS,
@@ -39,6 +43,8 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    QualityMetricRow,
+    RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
     as_utc,
@@ -385,6 +391,22 @@ class PostgresMetadataStore(PostgresBackfillJobs):
             await conn.execute("DELETE FROM feature_registry_versions WHERE version = $1", version)
         return True
 
+    async def add_registry_audit(self, record: RegistryAuditRecord) -> None:
+        values = _rows.values(record, AUDIT_FIELDS)
+        marks = ", ".join(f"${i + 1}" for i in range(len(values)))
+        async with _translate_errors():
+            await self._p.execute(
+                f"INSERT INTO feature_registry_audit ({AUDIT_COLUMNS}) VALUES ({marks})", *values
+            )
+
+    async def list_registry_audit(self, version: str | None = None) -> list[RegistryAuditRecord]:
+        where, args = ("WHERE version = $1", [version]) if version is not None else ("", [])
+        rows = await self._p.fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM feature_registry_audit {where} ORDER BY created_at, id",
+            *args,
+        )
+        return [_rows.audit(r) for r in rows]
+
     # -- data quality reports -----------------------------------------------------------------
     async def insert_quality_report(
         self, record: DataQualityReportRecord
@@ -397,6 +419,17 @@ class PostgresMetadataStore(PostgresBackfillJobs):
                 *values,
             )
         return _rows.quality(row)
+
+    async def insert_quality_metrics(self, rows: Sequence[QualityMetricRow]) -> int:
+        if not rows:
+            return 0
+        async with _translate_errors(), self._p.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO data_quality_metrics ({QUALITY_METRIC_COLUMNS})"
+                f" VALUES ({_placeholders(len(QUALITY_METRIC_FIELDS))})",
+                [r.values(iso=False) for r in rows],
+            )
+        return len(rows)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime

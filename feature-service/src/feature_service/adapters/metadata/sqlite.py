@@ -30,6 +30,8 @@ from feature_service.adapters.metadata.base import (
     StoreNotConnected,
 )
 from feature_service.adapters.metadata.records import (
+    AUDIT_COLUMNS,
+    AUDIT_FIELDS,
     DATASET_ARRAY_FIELDS,
     DATASET_COLUMNS,
     DATASET_FIELDS,
@@ -38,6 +40,8 @@ from feature_service.adapters.metadata.records import (
     QUALITY_COLUMNS,
     QUALITY_FIELDS,
     QUALITY_JSON_FIELDS,
+    QUALITY_METRIC_COLUMNS,
+    QUALITY_METRIC_FIELDS,
     QUALITY_RATE_FIELDS,
     REGISTRY_ARRAY_FIELDS,
     REGISTRY_COLUMNS,
@@ -47,6 +51,8 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    QualityMetricRow,
+    RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
     as_utc,
@@ -364,6 +370,22 @@ class SqliteMetadataStore(SqliteBackfillJobs):
             await conn.execute("DELETE FROM feature_registry_versions WHERE version = ?", [version])
         return True
 
+    async def add_registry_audit(self, record: RegistryAuditRecord) -> None:
+        values = _rows.values(record, AUDIT_FIELDS)
+        await self._fetch(
+            f"INSERT INTO feature_registry_audit ({AUDIT_COLUMNS})"
+            f" VALUES ({_placeholders(len(values))}) RETURNING id",
+            values,
+        )
+
+    async def list_registry_audit(self, version: str | None = None) -> list[RegistryAuditRecord]:
+        where, args = ("WHERE version = ?", [version]) if version is not None else ("", [])
+        rows = await self._fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM feature_registry_audit {where} ORDER BY created_at, id",
+            args,
+        )
+        return [_rows.audit(r) for r in rows]
+
     # -- data quality reports -----------------------------------------------------------------
     async def insert_quality_report(
         self, record: DataQualityReportRecord
@@ -376,6 +398,17 @@ class SqliteMetadataStore(SqliteBackfillJobs):
         )
         assert row is not None
         return _rows.quality(row)
+
+    async def insert_quality_metrics(self, rows: Sequence[QualityMetricRow]) -> int:
+        if not rows:
+            return 0
+        async with self._transaction() as conn:
+            await conn.executemany(
+                f"INSERT INTO data_quality_metrics ({QUALITY_METRIC_COLUMNS})"
+                f" VALUES ({_placeholders(len(QUALITY_METRIC_FIELDS))})",
+                [r.values(iso=True) for r in rows],
+            )
+        return len(rows)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime
