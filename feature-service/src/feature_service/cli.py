@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -37,11 +38,16 @@ def compute(
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write")],
     interval: Annotated[str, typer.Option(help="Interval of the rows: 1s, 3s, 15s or 1m")] = "1s",
     symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad line (exit 1, its line number)")
+    ] = False,
 ) -> None:
-    """Replay a recording through the feature engine; one row per symbol per interval close."""
+    """Replay a recording through the feature engine; one row per symbol per interval close.
+    Bad lines (truncated, garbled, missing data) are skipped and counted by reason, as the live
+    path dead-letters them; --strict stops at the first instead."""
     from feature_service.engine.core import FeatureEngine
     from feature_service.engine.offline import compute_to_parquet
-    from feature_service.market.recording import iter_recording
+    from feature_service.market.recording import RecordingError, iter_recording
     from feature_service.registry.loader import load_registry
 
     settings = load_settings()
@@ -59,11 +65,30 @@ def compute(
         symbols=[s.upper() for s in symbol] if symbol else None,
     )
     started = time.perf_counter()
-    summary = compute_to_parquet(iter_recording(input), output, engine, intervals_s=[interval_s])
+    skipped: Counter[str] = Counter()
+
+    def on_error(error: RecordingError) -> None:
+        if strict:
+            raise error
+        skipped[error.reason.value] += 1
+
+    try:
+        summary = compute_to_parquet(
+            iter_recording(input, on_error=on_error), output, engine, intervals_s=[interval_s]
+        )
+    except RecordingError as error:
+        typer.echo(f"line {error.line_no}: {error.reason.value}: {error.cause.detail}", err=True)
+        raise typer.Exit(1) from None
     elapsed = time.perf_counter() - started
     typer.echo(
         f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
+    if skipped:
+        total = sum(skipped.values())
+        typer.echo(
+            f"skipped {total} bad lines: "
+            + ", ".join(f"{reason} {n}" for reason, n in skipped.most_common())
+        )
     most = sorted(summary.null_counts.items(), key=lambda kv: -kv[1])[:5]
     if most:
         # Mostly warm-up: candle indicators need history, windows need their span of data.

@@ -10,11 +10,12 @@ import orjson
 from feature_service.config import Settings
 from feature_service.services.runtime import Runtime
 from tests.fixtures.fake_ws_gateway import FakeWsGateway
-from tests.fixtures.market_messages import envelope_trade
+from tests.fixtures.market_messages import envelope_trade, recent
 from tests.fixtures.waiting import wait_until
 
 S = 1_000_000
 T0 = 1_795_600_000 * S
+T0_SHIFT = T0 - 1_737_972_000_000_000  # the contract trade's minute -> T0
 
 
 class ManualClock:
@@ -56,7 +57,7 @@ async def test_subscriptions_wait_for_ws_gateway_without_blocking_the_service(
         checks = await runtime.health_checks()
         assert checks["bus"]["ok"] and checks["subscriptions"]["pending"] == 8
         # The service works meanwhile.
-        runtime.live.ingest(orjson.dumps(envelope_trade()), "q")
+        runtime.live.ingest(orjson.dumps(recent(envelope_trade())), "q")
         assert runtime.engine.events_processed == 1
 
         await gateway.astart()
@@ -135,7 +136,7 @@ async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
     clock = ManualClock(T0 + 100)
     runtime.live.clock = clock
     try:
-        runtime.live.ingest(orjson.dumps(envelope_trade(trade_id="a")), "q")
+        runtime.live.ingest(orjson.dumps(recent(envelope_trade(trade_id="a"), T0_SHIFT)), "q")
         clock.now = T0 + 2 * S
         runtime.live.tick()
         fresh = runtime.live.latest_vector("BTCUSDT")
@@ -153,7 +154,7 @@ async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
         assert checks["computation"]["data_age_s"] == (20 * S - 100) / S
 
         clock.now = T0 + 20 * S + 500
-        runtime.live.ingest(orjson.dumps(envelope_trade(trade_id="b")), "q")
+        runtime.live.ingest(orjson.dumps(recent(envelope_trade(trade_id="b"), T0_SHIFT)), "q")
         clock.now = T0 + 21 * S
         runtime.live.tick()
         recovered = runtime.live.latest_vector("BTCUSDT")
