@@ -32,7 +32,8 @@ def compute(
     """Replay a recording through the feature engine; one row per symbol per interval close."""
     from feature_service.engine.core import FeatureEngine
     from feature_service.engine.offline import compute_to_parquet
-    from feature_service.market.recording import iter_recording
+    from feature_service.ingest import IngestBoundary
+    from feature_service.ingest.replay import recording_events
     from feature_service.registry.loader import load_registry
 
     settings = load_settings()
@@ -45,12 +46,15 @@ def compute(
         stale_after_s=settings.stale_after_s,
         symbols=[s.upper() for s in symbol] if symbol else None,
     )
+    boundary = IngestBoundary()
     started = time.perf_counter()
-    summary = compute_to_parquet(iter_recording(input), output, engine, intervals_s=[interval_s])
+    events = recording_events(input, boundary)
+    summary = compute_to_parquet(events, output, engine, intervals_s=[interval_s])
     elapsed = time.perf_counter() - started
     typer.echo(
         f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
+    typer.echo(f"duplicates skipped: {boundary.duplicates}")
     most = sorted(summary.null_counts.items(), key=lambda kv: -kv[1])[:5]
     if most:
         # Mostly warm-up: candle indicators need history, windows need their span of data.

@@ -20,10 +20,10 @@ import orjson
 from feature_service.engine.clocks import ServiceClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
+from feature_service.ingest import IngestBoundary, Ingested
 from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
-from feature_service.market.parsing import parse_message
 
 log = get_logger(__name__)
 
@@ -53,6 +53,7 @@ class LiveStats:
     last_event_receive_us: int | None = None
     last_vector_us: int | None = None
     raw_failures: int = 0
+    duplicates: int = 0  # redelivered / repeated events: stored and acked, never re-applied
 
 
 class LiveEngine:
@@ -66,8 +67,10 @@ class LiveEngine:
         raw_sink: RawSink | None = None,
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+        boundary: IngestBoundary | None = None,
     ) -> None:
         self.engine = engine
+        self.boundary = boundary or IngestBoundary()
         self.clock = clock
         self._publisher = publisher
         self._dead_letter = dead_letter
@@ -81,24 +84,33 @@ class LiveEngine:
         self._acks_by_batch: dict[asyncio.Future[Any], list[DeliveryLike]] = {}
 
     # -- ingestion -----------------------------------------------------------------------------
-    def ingest(self, body: bytes | str, source: str = "") -> list[MarketEvent]:
-        """Stamp, parse and apply one message; raises MessageRejected for bad input."""
-        t = self.clock.now_us()
-        events = parse_message(body, receive_ts=t)
+    def ingest(self, body: bytes | str, source: str = "") -> Ingested:
+        """Stamp, parse and apply one message through the ingest boundary; returns ``(events,
+        fresh)`` and raises MessageRejected for bad input. Events the sequencer recognises as
+        duplicates (a redelivery) are not applied again; the caller still stores and
+        acknowledges every event."""
+        t = self.boundary.stamp(self.clock.now_us())
+        got = self.boundary.ingest(body, t)
+        events, fresh = got
         vectors: list[FeatureVector] = []
-        for event in events:
-            vectors.extend(self.engine.process(event))
+        process = self.engine.process
+        for event in fresh:
+            vectors.extend(process(event))
+        if fresh is not events:
+            self.stats.duplicates += len(events) - len(fresh)
         self.stats.consumed[source] += 1
         self.stats.last_event_receive_us = t
         if vectors:
             self._deliver(vectors)
-        return events
+        return got
 
     async def on_delivery(self, delivery: DeliveryLike) -> None:
         """Bus handler: a message is acknowledged only after it was applied and, when a raw
-        store is configured, durably written. Bad input goes to the dead-letter queue."""
+        store is configured, durably written. Bad input goes to the dead-letter queue. A
+        duplicate is stored too (the raw reader drops it on read) so its ack follows the same
+        path as any other message."""
         try:
-            events = self.ingest(delivery.body, delivery.queue)
+            events = self.ingest(delivery.body, delivery.queue)[0]
         except MessageRejected as exc:
             await self.reject(delivery, exc)
             return

@@ -43,6 +43,8 @@ from feature_service.datasets import (
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.offline import vectors_to_table
 from feature_service.engine.vector import FeatureVector
+from feature_service.ingest import IngestBoundary
+from feature_service.ingest.replay import stored_events
 from feature_service.registry.loader import Registry
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -155,9 +157,14 @@ def compute_rows(
             progress.rows += len(pending)
             pending.clear()
 
-    for event in reader.iter_events(
-        symbols=[req.symbol], start_us=window.start_us, end_us=window.end_us
-    ):
+    events = stored_events(
+        reader,
+        IngestBoundary(),
+        symbols=[req.symbol],
+        start_us=window.start_us,
+        end_us=window.end_us,
+    )
+    for event in events:
         take(engine.process(event))
         progress.update(event.receive_ts)
     # Boundaries after the last stored event close as the live timer would close them.

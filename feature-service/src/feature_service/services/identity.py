@@ -18,6 +18,8 @@ from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.vectorstore import read_archived
 from feature_service.engine.core import FeatureEngine
 from feature_service.features.catalog import FEATURE_NAMES
+from feature_service.ingest import IngestBoundary
+from feature_service.ingest.replay import stored_events
 
 
 @dataclass(slots=True)
@@ -82,7 +84,10 @@ def validate_identity(
         last = int(stamps.max())
         engine = FeatureEngine(intervals_s=intervals_s)
         offline: dict[int, dict[str, float | int | None]] = {}
-        for event in reader.iter_events(symbols=[symbol], start_us=session_start, end_us=last):
+        events = stored_events(
+            reader, IngestBoundary(), symbols=[symbol], start_us=session_start, end_us=last
+        )
+        for event in events:
             for vector in engine.process(event):
                 if vector.interval_s == interval_s:
                     offline[vector.timestamp] = vector.features

@@ -8,9 +8,8 @@ Common columns:
 - ``receive_ts`` timestamp[us, UTC]: the service receive time (the replay clock)
 - ``exchange_ts``, ``gateway_ts`` timestamp[us, UTC] (``gateway_ts`` null for bare Bybit frames)
 - ``symbol``, ``topic``, ``event_id``, ``trace_id`` strings
-- ``message_key``: stable per message: ``event_id``, else ``sha:`` + a hash of the canonical
-  body (JSON with sorted keys); ``#n`` is appended for the n-th event (n >= 1) of a message
-  that carried several (a bare Bybit frame with a list of trades)
+- ``message_key``: stable per message (``market.keys.message_key``: ``event_id``, else a hash
+  of the canonical body; ``#n`` for the n-th event of a message that carried several)
 - ``part`` int32: that index n, so a replay takes the right event out of a multi-event body
 - ``arrival_seq`` int64: consumption order in the writer; tie-breaker after ``receive_ts``
 - ``raw`` string: the original body
@@ -18,15 +17,12 @@ Common columns:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate
 from typing import Any, TypeAlias
 
-import orjson
 import pyarrow as pa
 
 from feature_service.adapters.rawstore.layout import Kind
@@ -41,6 +37,7 @@ from feature_service.market.events import (
     Ticker,
     Trade,
 )
+from feature_service.market.keys import message_key
 
 TS = pa.timestamp("us", tz="UTC")
 LEVEL = pa.struct(
@@ -135,18 +132,6 @@ def schema_for(kind: Kind) -> pa.Schema:
         [*COMMON_FIELDS, *TYPED_FIELDS[kind]],
         metadata={b"feature_service.rawstore.kind": kind.value.encode()},
     )
-
-
-def message_key(event_id: str | None, raw: bytes | str, part: int = 0) -> str:
-    if event_id:
-        base = event_id
-    else:
-        body = raw.encode() if isinstance(raw, str) else raw
-        # Canonical form: a redelivered body may be re-serialised with another key order.
-        with contextlib.suppress(orjson.JSONDecodeError):
-            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-        base = "sha:" + hashlib.blake2b(body, digest_size=16).hexdigest()
-    return base if part == 0 else f"{base}#{part}"
 
 
 # -- rows -> table ------------------------------------------------------------------------------
