@@ -80,6 +80,24 @@ class Settings(BaseSettings):
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
 
+    # Bybit REST (backfill). Public market data needs no key; testnet: https://api-testnet.bybit.com
+    bybit_rest_url: str = "https://api.bybit.com"
+    bybit_category: Literal["linear", "spot", "inverse"] = "linear"
+    bybit_timeout_s: float = 10.0
+    bybit_max_retries: int = 5
+    bybit_api_key: str | None = None
+    bybit_api_secret: str | None = None
+
+    # Backfill (history from Bybit REST)
+    backfill_enabled: bool = True
+    backfill_auto: bool = False
+    backfill_max_days: int = 90
+    backfill_default_interval: str = "1"
+    # Bybit bans an IP for >= 10 min above 600 requests / 5 s: the bucket stays below it.
+    backfill_rate_limit_requests: int = 500
+    backfill_rate_limit_window_s: float = 5.0
+    backfill_rate_limit_delay_ms: float = 0.0
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
