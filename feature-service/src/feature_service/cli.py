@@ -28,8 +28,16 @@ def compute(
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write")],
     interval: Annotated[str, typer.Option(help="Interval of the rows: 1s, 3s, 15s or 1m")] = "1s",
     symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="Rows from this UTC day or time (state from before)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Rows before this UTC day or time")
+    ] = None,
 ) -> None:
-    """Replay a recording through the feature engine; one row per symbol per interval close."""
+    """Replay a recording through the feature engine; one row per symbol per interval close.
+    With --from, the lines before it only build the state (nothing is emitted before it)."""
     from feature_service.engine.core import FeatureEngine
     from feature_service.engine.offline import compute_to_parquet
     from feature_service.ingest import IngestBoundary
@@ -49,6 +57,13 @@ def compute(
     boundary = IngestBoundary()
     started = time.perf_counter()
     events = recording_events(input, boundary)
+    if start is not None or end is not None:
+        from feature_service.cli_storage import parse_time_us
+        from feature_service.engine.warmup import Warmup, after_warmup
+
+        start_us = parse_time_us(start) if start is not None else 0
+        end_us = parse_time_us(end) if end is not None else None
+        events = after_warmup(events, Warmup(engine, start_us), end_us)
     summary = compute_to_parquet(events, output, engine, intervals_s=[interval_s])
     elapsed = time.perf_counter() - started
     typer.echo(
@@ -97,6 +112,8 @@ def validate_identity_cmd(
         start_us=parse_time_us(start),
         end_us=parse_time_us(end),
         intervals_s=list(settings.intervals),
+        # The embedded demo never warm-starts (services/runtime.py): its sessions start empty.
+        warm_start=settings.warm_start and settings.rabbitmq_url is not None,
     )
     typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
     if report.compared == 0:

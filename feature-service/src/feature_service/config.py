@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
 
+    # Continuity: book checkpoints into the raw store, and state restored from it at start-up
+    checkpoint_interval_s: float = 60.0
+    warm_start: bool = True
+
     # Bybit REST (backfill). Public market data needs no key; testnet: https://api-testnet.bybit.com
     bybit_rest_url: str = "https://api.bybit.com"
     bybit_category: Literal["linear", "spot", "inverse"] = "linear"

@@ -20,6 +20,8 @@ from feature_service.market.events import US_PER_S, MarketEvent
 
 log = get_logger(__name__)
 
+_UNSET = -(1 << 62)  # next close of a state no event or tick has reached yet
+
 
 class FeatureEngine:
     def __init__(
@@ -60,8 +62,7 @@ class FeatureEngine:
         t = event.receive_ts
         state = self.states.get(symbol)
         if state is None:
-            state = self.states[symbol] = self._state_factory(symbol)
-            self._next_close[symbol] = self.clock.first_boundary_after(t)
+            state = self.ensure_state(symbol)
         out: list[FeatureVector] = []
         if t >= self._next_close[symbol]:
             self._close_until(symbol, state, t, out)
@@ -77,6 +78,15 @@ class FeatureEngine:
         self.events_processed += 1
         return out
 
+    def ensure_state(self, symbol: str) -> SymbolState:
+        """The symbol's state, created empty if needed. Its first boundary is set by the first
+        event or timer tick that reaches it (a warm-up may fill the state before that)."""
+        state = self.states.get(symbol)
+        if state is None:
+            state = self.states[symbol] = self._state_factory(symbol)
+            self._next_close[symbol] = _UNSET
+        return state
+
     def advance_to(self, t: int) -> list[FeatureVector]:
         """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
         out: list[FeatureVector] = []
@@ -90,6 +100,10 @@ class FeatureEngine:
         self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]
     ) -> None:
         boundary = self._next_close[symbol]
+        if boundary == _UNSET:
+            # The symbol's first event (or the first tick after a warm-up): nothing closes yet.
+            self._next_close[symbol] = self.clock.first_boundary_after(t)
+            return
         step = self.clock.step_us
         while boundary <= t:
             closing = self.clock.closing_at(boundary)

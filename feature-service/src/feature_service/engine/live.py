@@ -17,15 +17,18 @@ from typing import Any, Protocol
 
 import orjson
 
+from feature_service.engine.checkpoints import BookCheckpointer
 from feature_service.engine.clocks import ServiceClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
 from feature_service.ingest import IngestBoundary, Ingested
 from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
-from feature_service.market.events import MarketEvent
+from feature_service.market.events import BookDelta, BookSnapshot, MarketEvent
 
 log = get_logger(__name__)
+
+_BOOK_TYPES = (BookSnapshot, BookDelta)
 
 
 class DeliveryLike(Protocol):
@@ -68,9 +71,11 @@ class LiveEngine:
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
         boundary: IngestBoundary | None = None,
+        checkpointer: BookCheckpointer | None = None,
     ) -> None:
         self.engine = engine
         self.boundary = boundary or IngestBoundary()
+        self.checkpointer = checkpointer
         self.clock = clock
         self._publisher = publisher
         self._dead_letter = dead_letter
@@ -94,8 +99,11 @@ class LiveEngine:
         events, fresh = got
         vectors: list[FeatureVector] = []
         process = self.engine.process
+        checkpointer = self.checkpointer
         for event in fresh:
             vectors.extend(process(event))
+            if checkpointer is not None and type(event) in _BOOK_TYPES:
+                checkpointer.after(event)  # type: ignore[arg-type]
         if fresh is not events:
             self.stats.duplicates += len(events) - len(fresh)
         self.stats.consumed[source] += 1

@@ -1,8 +1,10 @@
 """Online/offline identity check: rebuild a stored period offline from raw Parquet and compare it
 with the vectors the live engine published (the vector archive), feature by feature.
 
-Each live session started with empty state, so the offline replay for a session starts at that
-session's start and runs the same FeatureEngine over the stored events in receive order. Floats
+Each live session started from the state as of its start (``services/state_asof.py``: warm start
+from the raw store; empty when the store held nothing, or with warm start off), so the offline
+replay for a session builds that same state and runs the same FeatureEngine over the stored
+events in receive order, through the same ingest boundary. Floats
 are compared bit for bit (null equals null); there is no tolerance to tune.
 """
 
@@ -20,6 +22,7 @@ from feature_service.engine.core import FeatureEngine
 from feature_service.features.catalog import FEATURE_NAMES
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
+from feature_service.services.state_asof import state_as_of
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ def validate_identity(
     end_us: int,
     intervals_s: list[int],
     max_examples: int = 20,
+    warm_start: bool = True,
 ) -> IdentityReport:
     report = IdentityReport(symbol, interval_s)
     live = read_archived(vectors_root, symbol, interval_s, start_us, end_us)
@@ -82,10 +86,16 @@ def validate_identity(
         rows = live[sessions == session_start]
         stamps = live_ts[sessions == session_start]
         last = int(stamps.max())
+        boundary = IngestBoundary()
         engine = FeatureEngine(intervals_s=intervals_s)
+        if warm_start:
+            # The live session started from state as of its start (warm start): so does this.
+            engine, _ = state_as_of(
+                raw_root, [symbol], session_start, engine=engine, boundary=boundary
+            )
         offline: dict[int, dict[str, float | int | None]] = {}
         events = stored_events(
-            reader, IngestBoundary(), symbols=[symbol], start_us=session_start, end_us=last
+            reader, boundary, symbols=[symbol], start_us=session_start, end_us=last
         )
         for event in events:
             for vector in engine.process(event):

@@ -16,7 +16,8 @@ Rolling statistics kept per accepted candle, each O(1) per ``add`` and O(1) to r
 Floating-point drift: ``RollingMoments`` keeps sums of values minus a shift (a value of the
 window, which keeps the sum of squares free of the catastrophic cancellation of raw
 ``E[x²] − E[x]²``), bounds the rounding error it has accumulated, and recomputes the sums
-exactly with ``math.fsum`` every ``size`` updates or sooner when that bound passes 1e-12 of
+exactly with ``math.fsum`` at every whole hour of candle time (``RESYNC_CANDLES``; aligned to
+candle time, so the sums depend only on the candles held) or sooner when that bound passes 1e-12 of
 the result (e.g. when a huge volume spike leaves the window). A window of equal values
 (zeros included) is detected exactly by an integer run counter, not by the float sums: its
 mean is exactly that value and its std exactly 0.
@@ -38,6 +39,7 @@ KLINE_INTERVAL = "1"
 VOLUME_MEAN_SPANS: tuple[int, ...] = (60, 1440)
 PREVIOUS_VOLUME_SPAN = 100
 RETURN_SPAN = 19  # returns of the last 20 candles
+RESYNC_CANDLES = 60  # exact recompute of the rolling sums at every whole hour of candle time
 MIN_MAXLEN = max(*VOLUME_MEAN_SPANS, PREVIOUS_VOLUME_SPAN + 1, RETURN_SPAN) + 1
 
 
@@ -106,7 +108,8 @@ class RollingMoments:
     recompute). A float addition ``s += d`` errs by at most ``eps/2 * |s|`` after it, so
     ``_err1`` and ``_err2`` accumulate ``|s|`` and ``|d|`` (resp. ``s2`` and ``d²``) over the
     updates since the last recompute: ``eps`` times them bounds the error of the sums. The sums
-    are recomputed exactly (``math.fsum``) every ``size`` updates, and sooner as soon as that
+    are recomputed exactly (``math.fsum``) when the caller says so (``on_append(aligned=True)``),
+    and sooner as soon as that
     bound exceeds ``RELATIVE_TOLERANCE`` of what the caller reads (the window's sum for
     ``track_mean``, its centred sum of squares for ``track_variance``) -- which is what makes a
     huge volume spike harmless once it has left the window. A recompute costs O(size); outside
@@ -167,7 +170,9 @@ class RollingMoments:
         """How many values the window holds now (``size`` once warm), NaNs included."""
         return min(self.size, max(0, len(self._ring) - self.lag))
 
-    def on_append(self) -> None:
+    def on_append(self, aligned: bool = False) -> None:
+        """After every append. ``aligned``: recompute exactly now (the history passes a whole
+        multiple of ``RESYNC_CANDLES`` minutes; see KlineHistory.add)."""
         ring = self._ring
         held = len(ring)
         if held <= self.lag:
@@ -181,7 +186,7 @@ class RollingMoments:
             self._remove(ring.from_end(self.lag + self.size))
         self._add(entering)
         self._since_resync += 1
-        if self._since_resync >= self.size or self._imprecise():
+        if aligned or self._imprecise():
             self.resync()
 
     def _add(self, x: float) -> None:
@@ -344,10 +349,17 @@ class KlineHistory:
         self._closes.append(close)
         self._volumes.append(volume)
         self._returns.append(ret)
+        # Exact recomputes at whole multiples of RESYNC_CANDLES minutes of candle time: the sums
+        # then depend only on the candles held, not on when the history started, so a history
+        # rebuilt from stored candles is bit-identical to one that has run for days.
+        minute = kline.start // ONE_MINUTE_US
+        aligned = last_start is None or (
+            minute // RESYNC_CANDLES != (last_start // ONE_MINUTE_US) // RESYNC_CANDLES
+        )
         for window in self._volume_means.values():
-            window.on_append()
-        self._prev_volumes.on_append()
-        self._returns_window.on_append()
+            window.on_append(aligned)
+        self._prev_volumes.on_append(aligned)
+        self._returns_window.on_append(aligned)
         self._last_start = kline.start
         stats.accepted += 1
         return True

@@ -397,8 +397,8 @@ class RawReader:
         from feature_service.market.parsing import parse_message
 
         wanted = resolve_kinds(kinds)
-        if Kind.EXECUTIONS in wanted:
-            raise ValueError("executions are not market events; use iter_records")
+        if Kind.EXECUTIONS in wanted or Kind.ORDERBOOK_CHECKPOINTS in wanted:
+            raise ValueError("executions and checkpoints are not market events; use iter_records")
         cached_raw: str | None = None
         cached_ts = 0
         cached: list[MarketEvent] = []

@@ -18,7 +18,7 @@ Common columns:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import accumulate
 from typing import Any, TypeAlias
@@ -60,6 +60,19 @@ class RecordMeta:
     gateway_ts: int | None = None
     event_id: str | None = None
     trace_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CheckpointMeta(RecordMeta):
+    """A book checkpoint row: the common columns plus the book it holds (``raw`` is the full
+    checkpoint document, ``book.checkpoint.BookCheckpoint``)."""
+
+    update_id: int | None = None
+    seq: int | None = None
+    depth: int | None = None
+    status: str = ""
+    bids: list[tuple[float, float]] = field(default_factory=list)
+    asks: list[tuple[float, float]] = field(default_factory=list)
 
 
 Item: TypeAlias = MarketEvent | RecordMeta
@@ -123,6 +136,14 @@ TYPED_FIELDS: dict[Kind, tuple[pa.Field, ...]] = {
         pa.field("funding_rate_ts", TS),
     ),
     Kind.EXECUTIONS: (),
+    Kind.ORDERBOOK_CHECKPOINTS: (
+        pa.field("update_id", pa.int64()),
+        pa.field("seq", pa.int64()),
+        pa.field("depth", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("bids", LEVELS, nullable=False),
+        pa.field("asks", LEVELS, nullable=False),
+    ),
 }
 
 
@@ -242,6 +263,11 @@ _TYPED_BUILDERS: dict[Kind, Callable[[list[Any]], list[pa.Array]]] = {
     Kind.TICKER: _ticker_columns,
     Kind.FUNDING: _funding_columns,
     Kind.EXECUTIONS: lambda items: [],
+    Kind.ORDERBOOK_CHECKPOINTS: lambda items: [
+        *_book_columns(items)[:3],
+        pa.array([e.status for e in items], type=pa.string()),
+        *_book_columns(items)[3:],
+    ],
 }
 
 
@@ -262,8 +288,8 @@ def typed_events(kind: Kind, data: pa.Table | pa.RecordBatch) -> list[MarketEven
 
     Replay re-parses ``raw``; this path serves tools that only have the files, and proves the
     typed columns are complete."""
-    if kind is Kind.EXECUTIONS:
-        raise ValueError("executions have no typed event")
+    if kind is Kind.EXECUTIONS or kind is Kind.ORDERBOOK_CHECKPOINTS:
+        raise ValueError(f"{kind.value} rows are not market events")
     n = data.num_rows
     c = {name: _column(data, name) for name in data.schema.names if name != "raw"}
     base = [
