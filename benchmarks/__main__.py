@@ -20,7 +20,7 @@ from types import ModuleType
 
 from benchmarks.common import Result, print_table, write_json
 
-SECTIONS: tuple[str, ...] = ("book", "features", "live", "rawstore", "offline")
+SECTIONS: tuple[str, ...] = ("book", "features", "live", "rawstore", "offline", "continuity")
 
 Runner = Callable[[bool], list[Result]]
 
