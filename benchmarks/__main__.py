@@ -20,7 +20,15 @@ from types import ModuleType
 
 from benchmarks.common import Result, print_table, write_json
 
-SECTIONS: tuple[str, ...] = ("book", "features", "live", "rawstore", "offline", "continuity")
+SECTIONS: tuple[str, ...] = (
+    "book",
+    "features",
+    "live",
+    "rawstore",
+    "offline",
+    "ops",
+    "continuity",
+)
 
 Runner = Callable[[bool], list[Result]]
 

@@ -167,6 +167,8 @@ def _serve(*, demo: bool) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # uvicorn's own loggers propagate to ours: one format (JSON in production) for all lines.
+        log_config=None,
     )
 
 

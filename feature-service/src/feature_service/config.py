@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     backfill_rate_limit_window_s: float = 5.0
     backfill_rate_limit_delay_ms: float = 0.0
 
+    # Operations metrics tables (feature_computation_metrics, dataset_building_metrics,
+    # api_endpoint_metrics), written in the background; rows older than the retention deleted.
+    metrics_tables_enabled: bool = True
+    metrics_retention_days: float = 30.0
+    metrics_flush_s: float = 2.0
+    metrics_queue_size: int = 20000
+    metrics_write_timeout_s: float = 5.0
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

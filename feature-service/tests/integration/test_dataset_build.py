@@ -149,8 +149,10 @@ def _time_based(**overrides: Any) -> dict[str, Any]:
 async def test_time_based_build_end_to_end(
     service: Service, sample_mids: dict[int, float | None]
 ) -> None:
-    r = await service.build(_time_based())
+    trace = {"X-Trace-Id": "trace-build-1"}
+    r = await service.http.post("/dataset/build", json=_time_based(), headers={**KEY, **trace})
     assert r.status_code == 202, r.text
+    assert r.headers["X-Trace-Id"] == "trace-build-1"
     accepted = r.json()
     assert accepted["status"] == "building" and accepted["queue_position"] in (1, None)
     assert accepted["splits_info"]["train"]["records"] == 0
@@ -168,8 +170,12 @@ async def test_time_based_build_end_to_end(
 
     # Completion message on features.dataset.ready.
     ready = await service.broker.drain(service.runtime.settings.dataset_ready_queue, idle_s=0.3)
-    (msg,) = [orjson.loads(m.body) for m in ready]
+    (message,) = ready
+    msg = orjson.loads(message.body)
     assert msg["dataset_id"] == dataset_id and msg["status"] == "ready"
+    # The build carries the trace of the request that asked for it.
+    assert msg["trace_id"] == message.headers["trace_id"] == "trace-build-1"
+    assert service.runtime.telemetry.dataset_builds["ready"] == 1
     assert set(msg["splits_info"]) == {"train", "validation", "test"}
     assert msg["download_urls"]["train"].endswith(f"/dataset/{dataset_id}/download?split=train")
 

@@ -374,7 +374,7 @@ async def test_gateway_down_at_start_keeps_retrying_without_blocking_caller() ->
     try:
         began = time.monotonic()
         task = mgr.start()
-        assert time.monotonic() - began < 0.05
+        assert time.monotonic() - began < 1.0  # start() must not wait on the gateway
         assert not task.done()
 
         # The caller's loop keeps running while the manager retries in the background.

@@ -9,7 +9,6 @@ import hashlib
 import itertools
 import json
 import statistics
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -227,13 +226,9 @@ def test_summary_matches_the_file(full: tuple[GenerationSummary, list[dict[str, 
     assert "lines=" in summary.describe()
 
 
-def test_generation_is_fast(tmp_path: Path) -> None:
-    began = time.perf_counter()
+def test_generation_of_a_small_sample_has_the_expected_book_rate(tmp_path: Path) -> None:
     summary = generate(tmp_path / "s.jsonl.gz", **SMALL)
-    elapsed = time.perf_counter() - began
-    # ~0.6 s here for ~6,000 deltas (the full 20 minutes take ~6 s): wide headroom for CI.
     assert 0.95 * 2 * 60 * 50 < summary.counts["orderbook"] <= 2 * 60 * 50
-    assert elapsed < 10
 
 
 def test_rejects_a_start_off_the_minute_and_empty_parts(tmp_path: Path) -> None:

@@ -38,7 +38,9 @@ class ApiError(Exception):
 
 
 def trace_id_of(request: Request) -> str:
-    return request.headers.get("x-trace-id") or str(uuid.uuid4())
+    """The id the observability middleware gave the request (the caller's X-Trace-Id or new)."""
+    state = request.scope.get("state") or {}
+    return state.get("trace_id") or request.headers.get("x-trace-id") or str(uuid.uuid4())
 
 
 def error_response(request: Request, status: int, error: str, message: str) -> JSONResponse:

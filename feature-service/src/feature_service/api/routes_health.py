@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from feature_service.api.deps import RuntimeDep, require_api_key
 from feature_service.api.schemas import HealthCheckOut
+from feature_service.services.statistics import health_summary
 
 router = APIRouter(tags=["health"])
 
@@ -34,6 +35,7 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         },
         checks=checks,
         ready=ready,
+        **health_summary(runtime, checks),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 

@@ -44,3 +44,18 @@ class HealthCheckOut(BaseModel):
         description="readiness detail: bus, metadata_store, registry, computation, subscriptions"
     )
     ready: bool
+    # T204: flat fields beside ``checks``, so a dashboard reads them without parsing JSON.
+    database_connected: bool | None = None
+    queue_connected: bool | None = None
+    feature_registry_loaded: bool | None = None
+    latest_feature_computation_timestamp: datetime | None = Field(
+        None, description="close time of the newest vector (service clock)"
+    )
+    average_latency_ms_last_5min: float | None = Field(
+        None, description="mean vector computation time over the last 5 minutes"
+    )
+    data_quality_ok: bool | None = Field(
+        None, description="no stale symbol and every book usable (and the quality check, if any)"
+    )
+    active_dataset_builds_count: int | None = None
+    last_dataset_build_duration_seconds: float | None = None

@@ -22,9 +22,10 @@ from feature_service.engine.clocks import ServiceClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
 from feature_service.ingest import IngestBoundary, Ingested
-from feature_service.logging import get_logger
+from feature_service.logging import TRACE_ID, get_logger, new_trace_id
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import BookDelta, BookSnapshot, MarketEvent
+from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -70,10 +71,12 @@ class LiveEngine:
         raw_sink: RawSink | None = None,
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+        telemetry: Telemetry | None = None,
         boundary: IngestBoundary | None = None,
         checkpointer: BookCheckpointer | None = None,
     ) -> None:
         self.engine = engine
+        self.telemetry = telemetry or Telemetry()
         self.boundary = boundary or IngestBoundary()
         self.checkpointer = checkpointer
         self.clock = clock
@@ -97,6 +100,7 @@ class LiveEngine:
         t = self.boundary.stamp(self.clock.now_us())
         got = self.boundary.ingest(body, t)
         events, fresh = got
+        _trace(events)
         vectors: list[FeatureVector] = []
         process = self.engine.process
         checkpointer = self.checkpointer
@@ -108,6 +112,7 @@ class LiveEngine:
             self.stats.duplicates += len(events) - len(fresh)
         self.stats.consumed[source] += 1
         self.stats.last_event_receive_us = t
+        self.telemetry.on_message(source, events, t)
         if vectors:
             self._deliver(vectors)
         return got
@@ -117,6 +122,12 @@ class LiveEngine:
         store is configured, durably written. Bad input goes to the dead-letter queue. A
         duplicate is stored too (the raw reader drops it on read) so its ack follows the same
         path as any other message."""
+        # Every log line of this message's handling carries its trace id (the header is there
+        # before parsing, so a rejection names it too); ingest replaces it for header-less input.
+        headers = getattr(delivery, "headers", None)
+        TRACE_ID.set(headers.get("trace_id") if headers else None)
+        if getattr(delivery, "redelivered", False):
+            self.telemetry.redelivered[delivery.queue] += 1
         try:
             events = self.ingest(delivery.body, delivery.queue)[0]
         except MessageRejected as exc:
@@ -124,6 +135,7 @@ class LiveEngine:
             return
         if self._raw_sink is None or not events:
             await delivery.ack()
+            self.telemetry.messages[(delivery.queue, "applied")] += 1
             return
         self.ack_when_stored(
             delivery, [self._raw_sink.submit(event, delivery.body) for event in events]
@@ -132,6 +144,7 @@ class LiveEngine:
     async def reject(self, delivery: DeliveryLike, exc: MessageRejected) -> None:
         """Count, log and dead-letter a message that cannot be used (never requeued)."""
         self.stats.rejected[(delivery.queue, exc.reason.value)] += 1
+        self.telemetry.messages[(delivery.queue, "rejected")] += 1
         log.warning(
             "message_rejected", queue=delivery.queue, reason=exc.reason.value, detail=exc.detail
         )
@@ -159,9 +172,16 @@ class LiveEngine:
         if fut.cancelled() or fut.exception() is not None:
             # Not acknowledged: the broker redelivers them after a reconnect or restart.
             self.stats.raw_failures += len(deliveries)
+            _count_outcome(self.telemetry, deliveries, "store_failed")
             error = "cancelled" if fut.cancelled() else repr(fut.exception())
-            log.error("raw_store_failed", messages=len(deliveries), error=error)
+            log.error(
+                "raw_store_failed",
+                messages=len(deliveries),
+                error=error,
+                trace_ids=_trace_ids(deliveries),
+            )
             return
+        _count_outcome(self.telemetry, deliveries, "stored")
         task = asyncio.ensure_future(self._ack_all(deliveries))
         self._pending_acks.add(task)
         task.add_done_callback(self._pending_acks.discard)
@@ -207,6 +227,7 @@ class LiveEngine:
                 self._outbox.get_nowait()
                 self._outbox.put_nowait(vector)
                 self.stats.publish_dropped += 1
+        self.telemetry.on_vectors(vectors)
         if self._on_vectors is not None:
             self._on_vectors(vectors)
 
@@ -232,6 +253,7 @@ class LiveEngine:
                         log.warning("publish_failed", error=repr(result), symbol=vector.symbol)
                     else:
                         self.stats.published += 1
+                        self.telemetry.on_published(vector, self.clock.now_us())
                 batch = failed
                 if batch:
                     await asyncio.sleep(1.0)
@@ -263,3 +285,31 @@ class LiveEngine:
 
 def vector_to_json(vector: FeatureVector) -> bytes:
     return orjson.dumps(vector.to_message())
+
+
+def _trace(events: list[MarketEvent]) -> None:
+    """The message's trace id (or a new one when it came without) on its events and in the log
+    context: the raw row, the vector and every log line of its handling carry it."""
+    if not events:
+        return
+    trace = events[0].trace_id
+    if trace is None:
+        trace = new_trace_id()
+        for event in events:
+            event.trace_id = trace
+    TRACE_ID.set(trace)
+
+
+def _count_outcome(telemetry: Telemetry, deliveries: list[DeliveryLike], outcome: str) -> None:
+    counts = telemetry.messages
+    for delivery in deliveries:
+        counts[(delivery.queue, outcome)] += 1
+
+
+def _trace_ids(deliveries: list[DeliveryLike], limit: int = 20) -> list[str]:
+    out = []
+    for delivery in deliveries[:limit]:
+        headers = getattr(delivery, "headers", None)
+        if headers and headers.get("trace_id"):
+            out.append(str(headers["trace_id"]))
+    return out

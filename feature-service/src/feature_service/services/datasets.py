@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,7 +23,7 @@ from feature_service.adapters.bus import MessageBus
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.records import DatasetRecord
 from feature_service.datasets import DatasetBuildRequest, validate_request
-from feature_service.logging import get_logger
+from feature_service.logging import TRACE_ID, current_trace_id, get_logger, new_trace_id
 from feature_service.registry.loader import Registry
 from feature_service.services.dataset_builder import (
     BuildFailed,
@@ -36,6 +36,14 @@ log = get_logger(__name__)
 SPLITS = ("train", "validation", "test")
 # A rough planning figure for estimated_completion before a build has measured itself.
 ASSUMED_SECONDS_PER_DAY_OF_DATA = 60.0
+
+
+class BuildObserver(Protocol):
+    """Told when a build starts and ends (metrics, the metrics table); must not raise."""
+
+    def build_started(self, rec: DatasetRecord, trace_id: str) -> None: ...
+
+    def build_finished(self, rec: DatasetRecord, duration_s: float, trace_id: str) -> None: ...
 
 
 class DatasetRequestError(ValueError):
@@ -58,6 +66,7 @@ class DatasetService:
         ready_queue: str = "features.dataset.ready",
         parallelism: int = 1,
         base_url: str = "",
+        observer: BuildObserver | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -74,6 +83,11 @@ class DatasetService:
         self._workers: list[asyncio.Task[None]] = []
         self._saved_at: dict[uuid.UUID, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.observer = observer
+        # The trace of the request that asked for each build: its log lines, metrics row and
+        # features.dataset.ready message carry it.
+        self._traces: dict[uuid.UUID, str] = {}
+        self._started_at: dict[uuid.UUID, float] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,6 +153,7 @@ class DatasetService:
             **periods,
         )
         rec = await self.store.create_dataset(rec)
+        self._traces[rec.id] = current_trace_id() or new_trace_id()
         self._enqueue(rec.id)
         log.info("dataset_queued", dataset_id=str(rec.id), symbol=req.symbol)
         return rec
@@ -188,6 +203,11 @@ class DatasetService:
         if rec is None or rec.request is None:
             return
         req = DatasetBuildRequest.model_validate(rec.request)
+        trace = self._traces.setdefault(dataset_id, new_trace_id())
+        TRACE_ID.set(trace)  # this worker task handles one build at a time
+        self._started_at[dataset_id] = time.monotonic()
+        if self.observer is not None:
+            self.observer.build_started(rec, trace)
         out_dir = self.dataset_dir(dataset_id)
         await self.store.update_dataset(
             dataset_id, status="building", storage_path=str(out_dir), progress={"stage": "start"}
@@ -255,6 +275,11 @@ class DatasetService:
             await self._announce(rec, {})
 
     async def _announce(self, rec: DatasetRecord, splits_info: dict[str, Any]) -> None:
+        trace = self._traces.pop(rec.id, None) or new_trace_id()
+        started = self._started_at.pop(rec.id, None)
+        if self.observer is not None:
+            duration = 0.0 if started is None else time.monotonic() - started
+            self.observer.build_finished(rec, duration, trace)
         if self.bus is None:
             return
         body = {
@@ -264,8 +289,11 @@ class DatasetService:
             "splits_info": splits_info,
             "download_urls": self.download_urls(rec) if rec.status == "ready" else {},
             "error_message": rec.error_message,
+            "trace_id": trace,
         }
         try:
-            await self.bus.publish("", orjson.dumps(body), routing_key=self.ready_queue)
+            await self.bus.publish(
+                "", orjson.dumps(body), routing_key=self.ready_queue, headers={"trace_id": trace}
+            )
         except Exception:
             log.exception("dataset_ready_publish_failed", dataset_id=str(rec.id))

@@ -16,6 +16,7 @@ from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.factory import create_metadata_store
+from feature_service.adapters.metadata.metrics_sink import sink_for_store
 from feature_service.adapters.rawstore.layout import Kind
 from feature_service.adapters.rawstore.schema import CheckpointMeta
 from feature_service.adapters.rawstore.writer import RawWriter
@@ -34,7 +35,10 @@ from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
+from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
 from feature_service.services.replay import ReplaySource
+from feature_service.services.statistics import StatisticsService, run_queue_poller
+from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -65,6 +69,8 @@ class Runtime:
             flush_rows=settings.raw_flush_rows,
             flush_age_s=settings.raw_flush_age_s,
         )
+        self.telemetry = Telemetry()
+        self._started = time.monotonic()
         # The embedded replay swaps in its virtual clock once it knows where its recording starts.
         self.live = LiveEngine(
             self.engine,
@@ -73,6 +79,7 @@ class Runtime:
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer if settings.raw_store_enabled else None,
             on_vectors=self._archive_vectors,
+            telemetry=self.telemetry,
             checkpointer=(
                 BookCheckpointer(
                     self.engine, self._store_checkpoint, every_s=settings.checkpoint_interval_s
@@ -86,6 +93,13 @@ class Runtime:
         self.store = store or create_metadata_store(
             settings.database_url, settings.sqlite_path, settings.migrations_dir
         )
+        self.metrics_writer = MetricsWriter(
+            sink_for_store(self.store) if settings.metrics_tables_enabled else None,
+            max_queue=settings.metrics_queue_size,
+            flush_s=settings.metrics_flush_s,
+            retention_days=settings.metrics_retention_days,
+            write_timeout_s=settings.metrics_write_timeout_s,
+        )
         self.datasets = DatasetService(
             self.store,
             self.registry,
@@ -95,9 +109,11 @@ class Runtime:
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
+            observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
+        self.statistics = StatisticsService(self)
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,6 +126,7 @@ class Runtime:
         applied = await self.store.upgrade()
         if applied:
             log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
+        self.metrics_writer.start()
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
         await self.raw_writer.start()
@@ -128,6 +145,7 @@ class Runtime:
         self.live.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
+        self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
         if s.ws_gateway_url:
             self._start_subscriptions()
         log.info(
@@ -207,6 +225,7 @@ class Runtime:
         await self.raw_writer.close()
         await self.archive.close()
         await self.bus.close()
+        await self.metrics_writer.close()
         await self.store.close()
         log.info("service_stopped")
 
@@ -260,6 +279,7 @@ class Runtime:
 
     def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
         self.archive.add(vectors)
+        self.metrics_writer.on_vectors(vectors)
 
     async def _publish_vector(self, vector: FeatureVector) -> None:
         await self.bus.publish(
@@ -269,8 +289,12 @@ class Runtime:
                 "symbol": vector.symbol,
                 "interval": interval_label(vector.interval_s),
                 "feature_registry_version": vector.registry_version,
+                "trace_id": vector.trace_id or "",
             },
         )
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
 
     # -- health --------------------------------------------------------------------------------
     async def health_checks(self) -> dict[str, dict[str, Any]]:

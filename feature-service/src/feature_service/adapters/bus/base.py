@@ -265,6 +265,11 @@ class MessageBus(Protocol):
 
     async def bind_queue(self, queue: str, exchange: str, routing_key: str = "") -> None: ...
 
+    async def queue_status(self, name: str) -> tuple[int, int] | None:
+        """``(messages ready, consumers)`` of a queue as the broker sees it; None when the
+        queue does not exist. Never creates anything."""
+        ...
+
     async def ensure_features_topology(self, name: str = topology.FEATURES_LIVE) -> None:
         """Durable fanout exchange ``name`` and durable queue ``name`` bound to it; other
         consumers bind their own queues to the exchange."""

@@ -406,6 +406,12 @@ class MemoryBus(BusBase):
             consumers=len(queue.consumers),
         )
 
+    async def queue_status(self, name: str) -> tuple[int, int] | None:
+        queue = self._queues.get(name)
+        if queue is None:
+            return None
+        return len(queue.ready), len(queue.consumers)
+
     # -- messaging -------------------------------------------------------------------------
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> _MemoryConsumer:

@@ -409,6 +409,15 @@ class RabbitMQBus(BusBase):
             return False
         return True
 
+    async def queue_status(self, name: str) -> tuple[int, int] | None:
+        """A passive declare answers with the queue's ready-message and consumer counts."""
+        try:
+            async with self._scratch() as channel:
+                ok = await channel.queue_declare(name, passive=True, timeout=self._declare_timeout)
+        except ChannelNotFoundEntity:
+            return None
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
+
     async def _ensure_queue(self, spec: QueueSpec) -> bool:
         """Make the queue exist; True when it can be re-declared with ``spec``'s exact
         properties (then reconnects recreate it if the broker lost it)."""

@@ -204,6 +204,10 @@ class PostgresMetadataStore:
     def schema(self) -> str | None:
         return self._schema
 
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def connect(self) -> None:
         if self._pool is not None:
