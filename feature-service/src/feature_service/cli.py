@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from feature_service import cli_db
 from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_storage import app as storage_app
@@ -145,6 +146,7 @@ def _serve(*, demo: bool) -> None:
     if demo and settings.rabbitmq_url:
         typer.echo("demo runs on embedded defaults: unset FEATURE_SERVICE_RABBITMQ_URL", err=True)
         raise typer.Exit(2)
+    cli_db.upgrade_before_serving()
     key = settings.api_keys[0]
     base = f"http://{settings.host}:{settings.port}"
     symbol = settings.symbols[0]

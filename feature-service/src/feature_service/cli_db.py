@@ -44,7 +44,7 @@ MigrationsDir = Annotated[
     Path | None,
     typer.Option(
         "--migrations-dir",
-        help="Folder of NNN_name[.sqlite].up/down.sql files (default: ws-gateway/migrations)",
+        help="Folder of NNN_name.sql, down/, sqlite/, sqlite/down/ (default ws-gateway/migrations)",
     ),
 ]
 
@@ -79,6 +79,13 @@ def _run(store: MetadataStore, action: Callable[[MetadataStore], Awaitable[T]]) 
     except (MetadataStoreError, ValueError, OSError, asyncpg.PostgresError, sqlite3.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def upgrade_before_serving() -> None:
+    """Bring the service's schema up to date before the server starts, so that a database that
+    cannot be adopted ends ``serve`` with the reason (exit 1), not a traceback from the app's
+    start-up. The runtime's own upgrade then finds nothing to do."""
+    _run(_store(None, None, None), lambda s: s.upgrade())
 
 
 def _names(states: list[MigrationState]) -> dict[int, str]:

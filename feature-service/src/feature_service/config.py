@@ -39,6 +39,23 @@ class Settings(BaseSettings):
     ws_gateway_url: str | None = None
     ws_gateway_api_key: str | None = None
 
+    # Upstream (ws-gateway subscriptions, book depth; README "Upstream limits")
+    # The depth asked for in the orderbook subscription's topic (Bybit linear: 1, 50, 200, 1000).
+    orderbook_depth: int = Field(default=50, ge=1, le=1000)
+    # Subscribe to and expect the funding stream: Bybit has no fundingRate.{SYMBOL} topic, so
+    # by default funding comes from the ticker and the funding queue is not expected to carry data.
+    funding_stream: bool = False
+    subscription_max_attempts: int = Field(default=3, ge=1)
+    subscription_retry_interval_s: float = Field(default=300.0, gt=0)
+    # "rest": a depth book from Bybit REST /v5/market/orderbook (FEATURE_SERVICE_BYBIT_REST_URL,
+    # _BYBIT_CATEGORY) feeds the depth features; mid, spread and churn stay on the stream.
+    depth_source: Literal["stream", "rest"] = "stream"
+    depth_rest_limit: int = Field(default=50, ge=10, le=1000)
+    depth_rest_interval_s: float = Field(default=1.0, gt=0)
+    # The depth source's own share of Bybit's IP limit (600 requests / 5 s), in requests/s: the
+    # backfill client keeps 500 / 5 s, so the two together stay under it.
+    depth_rest_max_rps: float = Field(default=10.0, gt=0, le=20)
+
     # Data
     data_dir: Path = Path("data")
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT"])
@@ -150,6 +167,13 @@ class Settings(BaseSettings):
     @cached_property
     def sqlite_path(self) -> Path:
         return self.data_dir / "feature-service.sqlite3"
+
+    @property
+    def expected_inputs(self) -> tuple[str, ...]:
+        """The input streams that should carry data (what a quality monitor may call missing):
+        the funding queue only when the funding stream is configured."""
+        base = ("orderbook", "trade", "kline", "ticker")
+        return (*base, "funding") if self.funding_stream else base
 
     @property
     def input_queues(self) -> dict[str, str]:

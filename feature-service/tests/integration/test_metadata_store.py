@@ -21,7 +21,9 @@ from feature_service.adapters.metadata import (
     SqliteMetadataStore,
     StoreNotConnected,
     create_metadata_store,
+    default_migrations_dir,
 )
+from feature_service.adapters.metadata.migrations import discover_migrations
 
 if TYPE_CHECKING:
     from tests.fixtures.metadata import StoreFactory
@@ -704,7 +706,8 @@ async def test_in_memory_sqlite_store_works(tmp_path: Path) -> None:
     made = create_metadata_store("sqlite:///:memory:", tmp_path / "unused.sqlite3")
     await made.connect()
     try:
-        assert await made.upgrade() == [18, 19, 20, 21]
+        found = discover_migrations(default_migrations_dir() or Path("."), "sqlite")
+        assert await made.upgrade() == [m.version for m in found]
         record = dataset()
         await made.create_dataset(record)
         assert await made.get_dataset(record.id) == record

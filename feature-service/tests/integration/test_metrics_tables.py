@@ -8,6 +8,7 @@ import dataclasses
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,17 @@ pytest_plugins = ["tests.fixtures.metadata"]
 MIGRATION = "026_create_operations_metrics_tables.sql"
 TABLES = {FEATURE_COMPUTATION, DATASET_BUILDING, API_ENDPOINT}
 T0 = 1_795_600_000_000_000
+
+
+class ManualClock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def now_us(self) -> int:
+        return self.now
+
+    def sleep_seconds_until(self, t_us: int) -> float:
+        return 3600.0
 
 
 def migration_sql(kind: str, down: bool = False) -> str:
@@ -210,3 +222,62 @@ def test_row_ids_of_a_build_are_stable() -> None:
     a = writer._row(DATASET_BUILDING, (rec, "building", None, "t", 0))
     b = writer._row(DATASET_BUILDING, (rec, "ready", 1.0, "t", 10**15))
     assert a[0] == b[0] and isinstance(a[0], uuid.UUID)
+
+
+async def test_the_running_service_fills_the_tables_from_its_own_migrations(
+    tmp_path: Path,
+) -> None:
+    """Embedded defaults: the store's upgrade creates the tables (migration 026), the live path
+    and the HTTP middleware feed the writer, and rows land in the SQLite file."""
+    import httpx
+
+    from feature_service.app import create_app
+    from feature_service.config import Settings
+    from feature_service.services.runtime import Runtime
+    from tests.fixtures import events as ev
+    from tests.fixtures.waiting import wait_until
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        replay_enabled=False,
+        intervals=[1],
+        metrics_flush_s=0.05,
+    )
+    rt = Runtime(settings)
+    app = create_app(settings, runtime=rt)
+    app.state.runtime = rt
+    clock = ManualClock(T0)
+    rt.live.clock = clock
+    await rt.start()
+    try:
+        for i in range(3):
+            clock.now = T0 + i * 1_000_000
+            rt.live.ingest(ev.body(ev.trade(clock.now, i)), settings.queue_trade)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://t"
+        ) as client:
+            await client.get("/health", headers={"X-Trace-Id": "trace-health"})
+        written = rt.metrics_writer.counts
+        await wait_until(
+            lambda: (
+                written[(FEATURE_COMPUTATION, "written")] >= 2
+                and written[(API_ENDPOINT, "written")] >= 1
+            ),
+            15,
+            "rows written",
+        )
+        conn = sqlite3.connect(settings.sqlite_path)
+        try:
+            vectors_rows = conn.execute(
+                "SELECT trace_id FROM feature_computation_metrics ORDER BY computation_timestamp"
+            ).fetchall()
+            api_rows = conn.execute(
+                "SELECT endpoint, trace_id FROM api_endpoint_metrics"
+            ).fetchall()
+        finally:
+            conn.close()
+        assert [r[0] for r in vectors_rows] == ["tr-0", "tr-1"]
+        assert ("/health", "trace-health") in api_rows
+    finally:
+        await rt.stop()

@@ -54,14 +54,14 @@ async def test_subscriptions_wait_for_ws_gateway_without_blocking_the_service(
     await runtime.start()
     try:
         checks = await runtime.health_checks()
-        assert checks["bus"]["ok"] and checks["subscriptions"]["pending"] == 10
+        assert checks["bus"]["ok"] and checks["subscriptions"]["pending"] == 8
         # The service works meanwhile.
         runtime.live.ingest(orjson.dumps(envelope_trade()), "q")
         assert runtime.engine.events_processed == 1
 
         await gateway.astart()
         await wait_until(
-            lambda: runtime.subscriptions.summary()["active"] == 10, 30, "subscriptions"
+            lambda: runtime.subscriptions.summary()["active"] == 8, 30, "subscriptions"
         )
     finally:
         await runtime.stop()
@@ -72,13 +72,59 @@ async def test_subscriptions_wait_for_ws_gateway_without_blocking_the_service(
     assert bodies == sorted(
         (s, c)
         for s in ("BTCUSDT", "ETHUSDT")
-        for c in ("orderbook", "trades", "ticker", "kline", "funding")
+        for c in ("orderbook", "trades", "ticker", "kline")  # funding: not a Bybit topic
     )
     assert all(r.body["requesting_service"] == "feature-service" for r in posts)
     assert all(r.headers["x-api-key"] == "gw-key" for r in posts)
     assert gateway.requests_to("DELETE", "/") == []  # never cancelled on shutdown
     topics = {row["topic"] for row in gateway.rows()}
     assert "orderbook.1.BTCUSDT" in topics and "publicTrade.ETHUSDT" in topics
+
+
+async def test_orders_per_symbol_depth_in_topic_and_a_failed_subscription_in_health(
+    tmp_path: Path,
+) -> None:
+    gateway = FakeWsGateway(api_key="gw-key")
+    await gateway.astart()
+    gateway.fail_next(1, 500)  # the first POST: with one attempt allowed, it fails at once
+    runtime = Runtime(
+        _settings(
+            tmp_path,
+            ws_gateway_url=gateway.base_url,
+            ws_gateway_api_key="gw-key",
+            symbols=["BTCUSDT", "ETHUSDT"],
+            consume_orders=True,
+            orderbook_depth=200,
+            subscription_max_attempts=1,
+            subscription_retry_interval_s=3600,
+        )
+    )
+    await runtime.start()
+    try:
+        await wait_until(lambda: runtime.subscriptions.settled, 30, "subscriptions settled")
+        checks = await runtime.health_checks()
+    finally:
+        await runtime.stop()
+        await gateway.astop()
+    subs = checks["subscriptions"]
+    assert checks["subscriptions"]["ok"] is True  # a warning, the service still serves
+    assert (subs["active"], subs["failed"]) == (9, 1)
+    [warning] = subs["warnings"]
+    assert warning.startswith("orderbook/BTCUSDT failed (attempts_exhausted) after 1 attempts")
+    assert "status=500" in warning and "retried at" in warning
+    failed = next(s for s in subs["subscriptions"] if s["status"] == "failed")
+    assert failed["next_retry_at"] is not None
+    posts = gateway.requests_to("POST")
+    orders = [r.body for r in posts if r.body["channel_type"] == "order"]
+    assert [(b["symbol"], r) for b in orders for r in [b.get("topic")]] == [
+        ("BTCUSDT", None),
+        ("ETHUSDT", None),
+    ]
+    assert {r.body["topic"] for r in posts if r.body["channel_type"] == "orderbook"} == {
+        "orderbook.200.BTCUSDT",
+        "orderbook.200.ETHUSDT",
+    }
+    assert all(r.status in (200, 500) for r in posts) and len(posts) == 10
 
 
 async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(

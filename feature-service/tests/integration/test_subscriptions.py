@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 
 KEY = "fs-test-key"
 SERVICE = "feature-service"
-CHANNELS = ("orderbook", "trades", "ticker", "kline", "funding")
+CHANNELS = ("orderbook", "trades", "ticker", "kline")  # funding only when configured
 
 
 def expected_topic(channel: str, symbol: str) -> str:
@@ -86,7 +86,14 @@ def post_bodies(gw: FakeWsGateway) -> list[Any]:
 
 
 def body(channel: str, symbol: str | None, service: str = SERVICE) -> dict[str, Any]:
-    return {"channel_type": channel, "symbol": symbol, "requesting_service": service}
+    sent: dict[str, Any] = {
+        "channel_type": channel,
+        "symbol": symbol,
+        "requesting_service": service,
+    }
+    if channel == "orderbook":  # the wanted depth (default 50) is named in the topic
+        sent["topic"] = f"orderbook.50.{symbol}"
+    return sent
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
@@ -98,7 +105,7 @@ async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
 
 
 # -- start-up ------------------------------------------------------------------------------------
-async def test_startup_subscribes_five_channels_per_symbol(gateway: FakeWsGateway) -> None:
+async def test_startup_subscribes_four_channels_per_symbol(gateway: FakeWsGateway) -> None:
     sleeps = Sleeps()
     mgr = manager(gateway, ["BTCUSDT", "ETHUSDT"], sleeps)
     await asyncio.wait_for(mgr.run(), 10)
@@ -110,8 +117,8 @@ async def test_startup_subscribes_five_channels_per_symbol(gateway: FakeWsGatewa
     ]
     assert all(r.headers["x-api-key"] == KEY for r in posts)
     assert all(r.headers["content-type"] == "application/json" for r in posts)
-    assert [r.status for r in posts] == [200] * 10
-    assert len(gateway.requests) == 10  # nothing but the POSTs
+    assert [r.status for r in posts] == [200] * 8
+    assert len(gateway.requests) == 8  # nothing but the POSTs
     assert sleeps.calls == []
 
     rows = gateway.rows()
@@ -146,23 +153,53 @@ async def test_summary_is_json_ready_for_health(gateway: FakeWsGateway) -> None:
     assert "ok" not in after  # the runtime owns the health verdict
 
 
-async def test_include_orders_adds_one_symbolless_order_subscription(
+async def test_include_orders_adds_one_order_subscription_per_symbol(
     gateway: FakeWsGateway,
 ) -> None:
     mgr = manager(gateway, ["BTCUSDT", "ETHUSDT"], Sleeps(), include_orders=True)
     await mgr.run()
     await mgr.stop()
     bodies = post_bodies(gateway)
-    assert len(bodies) == 11
-    assert bodies[-1] == body("order", None)
-    assert bodies.count(body("order", None)) == 1
-    order = mgr.status()[-1]
-    assert (order.channel_type, order.symbol, order.status, order.topic) == (
-        "order",
-        None,
-        SubscriptionStatus.ACTIVE,
-        "order",
-    )
+    assert len(bodies) == 10
+    assert [b for b in bodies if b["channel_type"] == "order"] == [
+        body("order", "BTCUSDT"),
+        body("order", "ETHUSDT"),
+    ]
+    orders = [s for s in mgr.status() if s.channel_type == "order"]
+    assert [(s.symbol, s.status, s.topic) for s in orders] == [
+        ("BTCUSDT", SubscriptionStatus.ACTIVE, "order"),
+        ("ETHUSDT", SubscriptionStatus.ACTIVE, "order"),
+    ]
+    assert all(s.status is SubscriptionStatus.ACTIVE for s in mgr.status())
+
+
+async def test_a_symbolless_order_gets_500_like_the_real_gateway(gateway: FakeWsGateway) -> None:
+    async with WsGatewayClient(gateway.base_url, KEY) as client:
+        with pytest.raises(WsGatewayUnavailableError) as caught:
+            await client.subscribe("order", None, SERVICE)
+    assert caught.value.status_code == 500
+    assert gateway.rows() == []
+
+
+async def test_the_gateway_derives_depth_1_whatever_the_request_names(
+    gateway: FakeWsGateway,
+) -> None:
+    mgr = manager(gateway, ["BTCUSDT"], Sleeps(), orderbook_depth=200)
+    await mgr.run()
+    await mgr.stop()
+    [book] = [r for r in gateway.requests_to("POST") if r.body["channel_type"] == "orderbook"]
+    assert book.body["topic"] == "orderbook.200.BTCUSDT"
+    state = mgr.status()[0]
+    assert (state.requested_topic, state.topic) == ("orderbook.200.BTCUSDT", "orderbook.1.BTCUSDT")
+    assert mgr.summary()["subscriptions"][0]["requested_topic"] == "orderbook.200.BTCUSDT"
+
+
+async def test_funding_is_requested_only_when_configured(gateway: FakeWsGateway) -> None:
+    mgr = manager(gateway, ["BTCUSDT"], Sleeps(), include_funding=True)
+    await mgr.run()
+    await mgr.stop()
+    assert [b["channel_type"] for b in post_bodies(gateway)] == [*CHANNELS, "funding"]
+    assert mgr.status()[-1].topic == "fundingRate.BTCUSDT"
 
 
 async def test_orders_are_off_by_default(gateway: FakeWsGateway) -> None:
@@ -189,11 +226,12 @@ async def test_401_is_permanent_for_all_after_a_single_request(
     states = mgr.status()
     assert all(s.status is SubscriptionStatus.FAILED for s in states)
     assert all(reason in (s.last_error or "") for s in states)
-    assert [s.attempts for s in states] == [1] + [0] * 9
+    assert [s.attempts for s in states] == [1] + [0] * 7
+    assert {s.failure for s in states} == {"auth"}
     assert gateway.rows() == []
     auth_logs = [e for e in logs if e["event"] == "ws_gateway_auth_failed"]
     assert len(auth_logs) == 1
-    assert auth_logs[0]["failed_subscriptions"] == 10
+    assert auth_logs[0]["failed_subscriptions"] == 8
     assert auth_logs[0]["log_level"] == "error"
 
 
@@ -211,7 +249,7 @@ async def test_400_missing_symbol_is_not_retried(gateway: FakeWsGateway) -> None
     await mgr.run()
     await mgr.stop()
     assert sleeps.calls == []
-    assert [r.status for r in gateway.requests_to("POST")] == [400, 200, 200, 200, 200]
+    assert [r.status for r in gateway.requests_to("POST")] == [400, 200, 200, 200]
     first, *rest = mgr.status()
     assert (first.channel_type, first.status, first.attempts) == (
         "orderbook",
@@ -240,17 +278,47 @@ async def test_real_missing_symbol_and_bad_channel_errors_from_gateway(
     assert gateway.rows() == []
 
 
-async def test_max_attempts_bounds_retries_when_configured(gateway: FakeWsGateway) -> None:
-    gateway.fail_next(10, 500)
-    sleeps = Sleeps()
-    mgr = manager(gateway, ["BTCUSDT"], sleeps, max_attempts=2)
+async def test_max_attempts_bounds_retries_then_a_slow_round_retries_them(
+    gateway: FakeWsGateway,
+) -> None:
+    gateway.fail_next(8, 500)
+    seen: list[dict[str, Any]] = []
+
+    async def at_slow_pause(call: int) -> None:
+        if call == 5:  # the slow pause: every subscription is failed, with its reason
+            seen.append(mgr.summary())
+
+    sleeps = Sleeps(hook=at_slow_pause)
+    mgr = manager(
+        gateway, ["BTCUSDT"], sleeps, max_attempts=2, retry_interval_s=120.0, wall_clock=lambda: 0
+    )
     await mgr.run()
     await mgr.stop()
-    # Round 1: five failures, each followed by a backoff; round 2: the second failure of each
-    # exhausts it, so no more sleeping.
-    assert sleeps.calls == [1.0, 2.0, 4.0, 8.0, 16.0]
-    assert len(gateway.requests_to("POST")) == 10
-    assert all(s.status is SubscriptionStatus.FAILED and s.attempts == 2 for s in mgr.status())
+    # Fast round: four failures, each followed by a backoff; the second failure of each
+    # exhausts it, with no more fast sleeping. Then one slow pause and a round that succeeds.
+    assert sleeps.calls == [1.0, 2.0, 4.0, 8.0, 120.0]
+    assert [r.status for r in gateway.requests_to("POST")] == [500] * 8 + [200] * 4
+    assert all(s.status is SubscriptionStatus.ACTIVE and s.attempts == 3 for s in mgr.status())
+    [paused] = seen
+    assert paused["failed"] == 4
+    assert {s["failure"] for s in paused["subscriptions"]} == {"attempts_exhausted"}
+    assert {s["next_retry_at"] for s in paused["subscriptions"]} == {"1970-01-01T00:02:00+00:00"}
+    assert paused["warnings"][0].startswith("orderbook/BTCUSDT failed (attempts_exhausted)")
+    assert "status=500" in paused["warnings"][0]
+    assert mgr.summary()["warnings"] == []
+
+
+async def test_without_a_slow_schedule_exhausted_subscriptions_stay_failed(
+    gateway: FakeWsGateway,
+) -> None:
+    gateway.fail_next(100, 503)
+    sleeps = Sleeps()
+    mgr = manager(gateway, ["BTCUSDT"], sleeps, retry_interval_s=None)
+    await asyncio.wait_for(mgr.run(), 10)
+    await mgr.stop()
+    assert len(gateway.requests_to("POST")) == 4 * 3  # the default bound: 3 attempts each
+    assert all(s.status is SubscriptionStatus.FAILED for s in mgr.status())
+    assert all(s.failure == "attempts_exhausted" for s in mgr.status())
 
 
 # -- retries -------------------------------------------------------------------------------------
@@ -272,19 +340,18 @@ async def test_500s_are_retried_with_doubling_backoff_then_succeed(
         ("trades", 500),
         ("ticker", 500),
         ("kline", 200),
-        ("funding", 200),
         ("orderbook", 200),
         ("trades", 200),
         ("ticker", 200),
     ]
-    assert [s.attempts for s in mgr.status()] == [2, 2, 2, 1, 1]
+    assert [s.attempts for s in mgr.status()] == [2, 2, 2, 1]
     assert all(s.status is SubscriptionStatus.ACTIVE for s in mgr.status())
-    assert len(gateway.rows()) == 5
+    assert len(gateway.rows()) == 4
 
     events = [e["event"] for e in logs]
-    assert events.count("ws_gateway_subscribe_attempt") == 8
+    assert events.count("ws_gateway_subscribe_attempt") == 7
     assert events.count("ws_gateway_subscribe_retry") == 3
-    assert events.count("ws_gateway_subscribed") == 5
+    assert events.count("ws_gateway_subscribed") == 4
     retries = [e for e in logs if e["event"] == "ws_gateway_subscribe_retry"]
     assert [e["retry_in_s"] for e in retries] == [1.0, 2.0, 4.0]
     assert [e["status_code"] for e in retries] == [500] * 3
@@ -328,7 +395,7 @@ async def test_429_is_retried_honouring_retry_after(gateway: FakeWsGateway) -> N
     await mgr.stop()
     # Backoff 1 s then 2 s, each raised to the gateway's Retry-After of 3 s.
     assert sleeps.calls == [3.0, 3.0]
-    assert [r.status for r in gateway.requests_to("POST")] == [429, 429] + [200] * 5
+    assert [r.status for r in gateway.requests_to("POST")] == [429, 429] + [200] * 4
     assert all(s.status is SubscriptionStatus.ACTIVE for s in mgr.status())
 
 
@@ -400,7 +467,7 @@ async def test_gateway_down_at_start_keeps_retrying_without_blocking_caller() ->
             sorted(f"{sym}/{ch}" for sym in ("BTCUSDT", "ETHUSDT") for ch in CHANNELS)
         )
         assert {s.subscription_id for s in states} == {r["id"] for r in gw.rows()}
-        assert sum(s.attempts for s in states) == len(sleeps.calls) + 10
+        assert sum(s.attempts for s in states) == len(sleeps.calls) + 8
         assert not mgr.running
     finally:
         await mgr.stop()
@@ -428,7 +495,6 @@ async def test_gateway_restart_on_same_port_mid_run(gateway: FakeWsGateway) -> N
         ("orderbook", 500),
         ("ticker", 200),
         ("kline", 200),
-        ("funding", 200),
         ("orderbook", 200),
         ("trades", 200),
     ]
@@ -462,15 +528,15 @@ async def test_resubscribe_returns_the_same_ids(gateway: FakeWsGateway) -> None:
     await second.stop()
     ids_first = [s.subscription_id for s in first.status()]
     assert ids_first == [s.subscription_id for s in second.status()]
-    assert len(set(ids_first)) == 5
-    assert len(gateway.rows()) == 5
-    assert len(gateway.requests_to("POST")) == 10
+    assert len(set(ids_first)) == 4
+    assert len(gateway.rows()) == 4
+    assert len(gateway.requests_to("POST")) == 8
 
     other = manager(gateway, ["BTCUSDT"], Sleeps(), requesting_service="other-service")
     await other.run()
     await other.stop()
     assert not {s.subscription_id for s in other.status()} & set(ids_first)
-    assert len(gateway.rows()) == 10
+    assert len(gateway.rows()) == 8
 
 
 async def test_client_list_filters_and_health_without_key(gateway: FakeWsGateway) -> None:
@@ -574,7 +640,9 @@ class _BrokenClient:
         self.calls: list[tuple[str, str | None, str]] = []
         self.closed = False
 
-    async def subscribe(self, channel_type: str, symbol: str | None, service: str) -> Subscription:
+    async def subscribe(
+        self, channel_type: str, symbol: str | None, service: str, topic: str | None = None
+    ) -> Subscription:
         self.calls.append((channel_type, symbol, service))
         if channel_type == "trades":
             raise KeyError("bug")
@@ -602,12 +670,12 @@ async def test_unexpected_exception_fails_that_subscription_only() -> None:
     await mgr.stop()
     assert client.closed
     assert sleeps.calls == []
-    assert len(client.calls) == 5
+    assert len(client.calls) == 4
     by_channel = {s.channel_type: s for s in mgr.status()}
     assert by_channel["trades"].status is SubscriptionStatus.FAILED
     assert by_channel["trades"].last_error == "KeyError: 'bug'"
     assert by_channel["kline"].subscription_id == "id-kline"
-    assert sum(s.status is SubscriptionStatus.ACTIVE for s in by_channel.values()) == 4
+    assert sum(s.status is SubscriptionStatus.ACTIVE for s in by_channel.values()) == 3
 
 
 def test_constructor_validates_arguments() -> None:
@@ -624,5 +692,7 @@ def test_constructor_validates_arguments() -> None:
         SubscriptionManager(client, ["BTCUSDT"], jitter=1.0)
     with pytest.raises(ValueError):
         SubscriptionManager(client, ["BTCUSDT"], max_attempts=0)
+    with pytest.raises(ValueError):
+        SubscriptionManager(client, ["BTCUSDT"], retry_interval_s=0)
     dupes = SubscriptionManager(client, ["BTCUSDT", "BTCUSDT"], channels=("kline", "kline"))
     assert [(s.symbol, s.channel_type) for s in dupes.status()] == [("BTCUSDT", "kline")]

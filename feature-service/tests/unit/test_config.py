@@ -48,3 +48,19 @@ def test_env_example_lists_every_setting() -> None:
     text = (Path(__file__).parents[3] / "env.example").read_text()
     for name in Settings.model_fields:
         assert f"FEATURE_SERVICE_{name.upper()}" in text, name
+
+
+def test_upstream_defaults_ask_depth_50_and_leave_funding_to_the_ticker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.orderbook_depth, s.funding_stream, s.depth_source) == (50, False, "stream")
+    assert (s.subscription_max_attempts, s.subscription_retry_interval_s) == (3, 300.0)
+    assert "funding" not in s.expected_inputs and "funding" in s.input_queues
+    monkeypatch.setenv("FEATURE_SERVICE_FUNDING_STREAM", "true")
+    monkeypatch.setenv("FEATURE_SERVICE_ORDERBOOK_DEPTH", "200")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.orderbook_depth == 200 and "funding" in s.expected_inputs
+    monkeypatch.setenv("FEATURE_SERVICE_SUBSCRIPTION_MAX_ATTEMPTS", "0")
+    with pytest.raises(ValueError):
+        Settings(_env_file=None)  # type: ignore[call-arg]

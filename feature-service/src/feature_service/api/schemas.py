@@ -29,6 +29,11 @@ class FeatureVectorOut(BaseModel):
     computation_latency_ms: float
     data_age_ms: float | None = Field(description="close time minus the last event's receive time")
     stale: bool = Field(description="true when the symbol's data is older than the stale limit")
+    depth_age_ms: float | None = Field(
+        None,
+        description="close time minus the receive time of the REST depth book that fed the"
+        " depth features (FEATURE_SERVICE_DEPTH_SOURCE=rest); null when they come from the stream",
+    )
     null_reasons: dict[str, str] = Field(description="why each null feature is null")
 
 

@@ -60,6 +60,16 @@ class BookLevelsOut(BaseModel):
     asks: int
 
 
+class BookDepthOut(BaseModel):
+    """What the upstream's book depth allows (services/depth_status.py)."""
+
+    stream_depth: int | None = Field(description="depth of the stream's topic (1 for orderbook.1)")
+    depth_features_from: str = Field(description="stream | rest | none")
+    rest_depth_age_s: float | None = Field(description="age of the REST depth book, if any")
+    unavailable_features: list[str] = Field(description="depth features that cannot be computed")
+    reason: str | None = Field(description="stream_depth_limited | depth_stale | null")
+
+
 class RollingWindowsStatsOut(BaseModel):
     symbol: str
     intervals: dict[str, int] = Field(description="vectors computed per interval since start")
@@ -67,6 +77,7 @@ class RollingWindowsStatsOut(BaseModel):
     total_klines_count: int = Field(description="confirmed 1 m candles held")
     book_levels: BookLevelsOut
     book_status: str
+    book_depth: BookDepthOut
     memory_usage_bytes: int = Field(
         description="measured: bytes of the symbol's state and everything it references"
     )

@@ -139,6 +139,8 @@ class FeatureEngine:
             self.null_counts[(name, reason)] += len(closing)
         last = self._last_ts.get(symbol)
         age_ms = None if last is None else (t - last) / 1000.0
+        depth_age = state.depth_age_us
+        depth_age_ms = None if depth_age is None else depth_age / 1000.0
         stale = last is None or (t - last) > self._stale_after_us
         for interval_s in closing:
             out.append(
@@ -153,6 +155,7 @@ class FeatureEngine:
                     computation_us=elapsed_us,
                     data_age_ms=age_ms,
                     stale=stale,
+                    depth_age_ms=depth_age_ms,
                 )
             )
         self.vectors_emitted += len(closing)

@@ -31,6 +31,7 @@ def vector_schema() -> pa.Schema:
         pa.field("feature_registry_version", pa.string()),
         pa.field("data_age_ms", pa.float64()),
         pa.field("stale", pa.bool_()),
+        pa.field("depth_age_ms", pa.float64()),
     ]
     return pa.schema(fields)
 
@@ -48,6 +49,7 @@ def vectors_to_table(rows: list[FeatureVector], schema: pa.Schema | None = None)
     columns["feature_registry_version"] = [v.registry_version for v in rows]
     columns["data_age_ms"] = [v.data_age_ms for v in rows]
     columns["stale"] = [v.stale for v in rows]
+    columns["depth_age_ms"] = [v.depth_age_ms for v in rows]
     return pa.Table.from_pydict(columns, schema=schema or vector_schema())
 
 

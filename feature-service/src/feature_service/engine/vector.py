@@ -38,6 +38,7 @@ class FeatureVector:
     computation_us: float = 0.0  # wall time spent computing (not part of the features)
     data_age_ms: float | None = None  # t - receive time of the symbol's last event
     stale: bool = False
+    depth_age_ms: float | None = None  # t - receive time of the REST depth book (None: no REST)
 
     def to_message(self) -> dict[str, Any]:
         """The JSON document published on features.live and served by GET /features/latest
@@ -53,5 +54,6 @@ class FeatureVector:
             "computation_latency_ms": round(self.computation_us / 1000.0, 4),
             "data_age_ms": self.data_age_ms,
             "stale": self.stale,
+            "depth_age_ms": self.depth_age_ms,
             "null_reasons": self.null_reasons,
         }

@@ -9,6 +9,7 @@ from the same events.
 from __future__ import annotations
 
 from feature_service.book.orderbook import OrderBook
+from feature_service.features import depth as book_depth
 from feature_service.features import orderbook as book_features
 from feature_service.features import orderflow, price
 from feature_service.features.candles import compute_candles
@@ -41,11 +42,14 @@ CHURN_WINDOW_US = book_features.CHURN_WINDOW_S * US_PER_S
 class SymbolState:
     __slots__ = (
         "book",
+        "depth_age_us",
         "funding_rate",
         "klines",
         "last_trace_id",
         "mids",
         "next_funding_time",
+        "rest_depth",
+        "stream_depth",
         "symbol",
         "technical",
         "ticker",
@@ -55,6 +59,10 @@ class SymbolState:
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.book = OrderBook(symbol, churn_window_us=2 * CHURN_WINDOW_US)
+        # Depth of the stream's topic, and the REST depth book once one arrives (depth.py).
+        self.stream_depth: int | None = None
+        self.rest_depth: book_depth.RestDepthBook | None = None
+        self.depth_age_us: int | None = None  # of the REST book, at the last compute
         self.trades = TradeWindows(TRADE_SPANS_US)
         self.mids = MidGrid(horizon_s=price.MID_HORIZON_S)
         self.klines = KlineHistory(maxlen=1500)
@@ -69,7 +77,12 @@ class SymbolState:
     def apply(self, event: MarketEvent) -> None:
         self.last_trace_id = event.trace_id or self.last_trace_id
         match event:
+            case BookSnapshot() if event.feed == book_depth.REST_FEED:
+                if self.rest_depth is None:
+                    self.rest_depth = book_depth.RestDepthBook(self.symbol)
+                self.rest_depth.apply(event)
             case BookDelta() | BookSnapshot():
+                self.stream_depth = event.depth
                 self.book.apply(event)
             case Trade():
                 self.trades.add(event)
@@ -111,6 +124,9 @@ class SymbolState:
             book.best_changes_between(t - CHURN_WINDOW_US, t),
             history_s,
             out,
+        )
+        self.depth_age_us = book_depth.fill_depth(
+            out, t, self.stream_depth, self.rest_depth, compute_orderbook
         )
         compute_candles(self.klines, out)
         self.technical.compute(out)

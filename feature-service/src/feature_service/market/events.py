@@ -61,6 +61,8 @@ class BookSnapshot(EventBase):
     update_id: int
     seq: int | None = None
     depth: int | None = None  # from the topic, e.g. 50 for orderbook.50.BTCUSDT
+    # None: the stream; "rest": the REST depth source (features/depth.py), envelope key "feed".
+    feed: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,6 +74,7 @@ class BookDelta(EventBase):
     update_id: int
     seq: int | None = None
     depth: int | None = None
+    feed: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -506,7 +506,14 @@ def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[Mark
         _opt_str(msg, "trace_id"),
     )
     if kind is EventType.ORDERBOOK:
-        return [_orderbook(payload, ctx, payload.get("type"))]
+        book = _orderbook(payload, ctx, payload.get("type"))
+        feed = msg.get("feed")
+        if feed is not None:
+            # Only the service's own REST depth source writes this key (ws-gateway never does).
+            if feed != "rest":
+                _reject(RejectReason.UNKNOWN_TOPIC, f"orderbook feed {_short(feed)} is unknown")
+            book.feed = feed
+        return [book]
     return [_BUILDERS[kind](payload, ctx)]
 
 

@@ -35,6 +35,7 @@ from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.datasets import DatasetService
+from feature_service.services.depth_status import DepthWatch, depth_report
 from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
@@ -113,6 +114,8 @@ class Runtime:
         )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
+        self.depth_source: Any = None  # services/depth_source.RestDepthSource when "rest"
+        self.depth_watch = DepthWatch()
         self.statistics = StatisticsService(self)
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
@@ -148,6 +151,9 @@ class Runtime:
         self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
         if s.ws_gateway_url:
             self._start_subscriptions()
+        if s.depth_source == "rest":
+            self._start_depth_source()
+        self._tasks.append(asyncio.create_task(self._depth_watch_loop(), name="depth-watch"))
         log.info(
             "service_started",
             mode="embedded" if self.embedded else "rabbitmq",
@@ -182,8 +188,66 @@ class Runtime:
 
         s = self.settings
         client = WsGatewayClient(s.ws_gateway_url or "", s.ws_gateway_api_key or "")
-        self.subscriptions = SubscriptionManager(client, s.symbols, include_orders=s.consume_orders)
+        self.subscriptions = SubscriptionManager(
+            client,
+            s.symbols,
+            include_orders=s.consume_orders,
+            include_funding=s.funding_stream,
+            orderbook_depth=s.orderbook_depth,
+            max_attempts=s.subscription_max_attempts,
+            retry_interval_s=s.subscription_retry_interval_s,
+        )
         self.subscriptions.start()
+
+    def _start_depth_source(self) -> None:
+        from feature_service.adapters.clients.bybit_rest import BybitRestClient, TokenBucket
+        from feature_service.services.depth_source import SOURCE, RestDepthSource
+
+        s = self.settings
+        bucket = TokenBucket(max(1, int(s.depth_rest_max_rps * 5)), 5.0)
+        client = BybitRestClient(
+            s.bybit_rest_url,
+            category=s.bybit_category,
+            timeout_s=s.bybit_timeout_s,
+            max_retries=0,  # the next poll comes soon: a retry would only spend the budget
+            bucket=bucket,
+        )
+
+        def ingest(body: bytes) -> None:
+            # Applied and stored like a consumed message, so replays see it too.
+            for event in self.live.ingest(body, SOURCE):
+                if s.raw_store_enabled:
+                    self.raw_writer.submit(event, body).add_done_callback(_raw_done)
+
+        self.depth_source = RestDepthSource(
+            client,
+            s.symbols,
+            ingest,
+            limit=s.depth_rest_limit,
+            interval_s=s.depth_rest_interval_s,
+            max_rps=s.depth_rest_max_rps,
+        )
+        self._tasks.append(asyncio.create_task(self.depth_source.run(), name="depth-rest"))
+
+    def depth_status(self) -> dict[str, Any]:
+        """Per-symbol book depth and the depth features it rules out (health, /stats)."""
+        s = self.settings
+        rest = self.depth_source.status() if self.depth_source is not None else None
+        return depth_report(
+            self.engine.states,
+            self.live.clock.now_us(),
+            source=s.depth_source,
+            wanted_depth=s.orderbook_depth,
+            rest_status=rest,
+        )
+
+    async def _depth_watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                self.depth_watch.check(self.depth_status())
+            except Exception:  # observability must never take the service down
+                log.exception("depth_watch_failed")
 
     async def _retention_loop(self) -> None:
         """Archive and expire raw data on a schedule; a failure is logged and retried later."""
@@ -215,6 +279,8 @@ class Runtime:
         self._tasks.clear()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        if self.depth_source is not None:
+            await self.depth_source.aclose()
         if self.replay is not None:
             await self.replay.stop()
         for consumer in self._consumers:
@@ -327,6 +393,7 @@ class Runtime:
         }
         if self.subscriptions is not None:
             checks["subscriptions"] = {"ok": True, **self.subscriptions.summary()}
+        checks["book_depth"] = self.depth_status()
         return checks
 
     def _data_age_s(self, now_us: int) -> float | None:
@@ -335,3 +402,8 @@ class Runtime:
 
     async def _metadata_check(self) -> dict[str, Any]:
         return {"ok": await self.store.ping(), "kind": self.store.kind}
+
+
+def _raw_done(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("raw_store_failed", source="rest-depth", error=repr(fut.exception()))

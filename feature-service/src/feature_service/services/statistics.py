@@ -25,6 +25,7 @@ from feature_service import __version__
 from feature_service.engine.vector import interval_label
 from feature_service.logging import get_logger
 from feature_service.market.timeutil import format_iso_us
+from feature_service.services.depth_status import symbol_depth
 from feature_service.telemetry import QueueDepth
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ class StatisticsService:
                     "total_klines_count": len(state.klines),
                     "book_levels": {"bids": bids, "asks": asks},
                     "book_status": state.book.status.name.lower(),
+                    "book_depth": symbol_depth(state, rt.live.clock.now_us()),
                     # Walked in the loop thread: the state must not change under the walk.
                     "memory_usage_bytes": deep_sizeof(state),
                     "last_update": _iso(last),

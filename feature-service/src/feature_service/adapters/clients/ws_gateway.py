@@ -294,15 +294,25 @@ class WsGatewayClient:
             ) from None
 
     async def subscribe(
-        self, channel_type: str, symbol: str | None, requesting_service: str
+        self,
+        channel_type: str,
+        symbol: str | None,
+        requesting_service: str,
+        topic: str | None = None,
     ) -> Subscription:
         """POST a subscription. ws-gateway returns the existing row when this service already
-        has an active subscription to the same topic, so calling this again is safe."""
-        body = {
+        has an active subscription to the same topic, so calling this again is safe.
+
+        ``topic`` names the Bybit topic wanted (e.g. ``orderbook.50.BTCUSDT``). Today's
+        ws-gateway accepts and ignores it (it derives the topic itself, ``orderbook.1.*``);
+        the response's ``topic`` says what was really subscribed."""
+        body: dict[str, Any] = {
             "channel_type": channel_type,
             "symbol": symbol,
             "requesting_service": requesting_service,
         }
+        if topic is not None:
+            body["topic"] = topic
         # The contract says 200; 201 is accepted so a more RESTful gateway version still works.
         data = await self._request("POST", SUBSCRIPTIONS_PATH, json=body, ok=(200, 201))
         return Subscription.from_json(data)

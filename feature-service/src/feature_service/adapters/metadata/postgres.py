@@ -45,6 +45,7 @@ from feature_service.adapters.metadata.records import (
     quantize_rate,
     utc_now,
 )
+from feature_service.adapters.metadata.sessions import PgMigrationSession
 
 _SCHEMA_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -108,66 +109,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
             decoder=orjson.loads,
             schema="pg_catalog",
         )
-
-
-@asynccontextmanager
-async def _migration_errors(migration: mig.Migration) -> AsyncIterator[None]:
-    try:
-        yield
-    except asyncpg.PostgresError as exc:
-        raise mig.MigrationError(f"migration {migration.label} failed: {exc}") from exc
-
-
-class _PgMigrationSession:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    async def ensure_table(self) -> None:
-        await self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {mig.MIGRATIONS_TABLE} ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
-            " applied_at TIMESTAMP NOT NULL DEFAULT (NOW() AT TIME ZONE 'UTC'))"
-        )
-
-    async def applied(self) -> list[mig.AppliedMigration]:
-        try:
-            rows = await self._conn.fetch(
-                f"SELECT version, name, checksum, applied_at FROM {mig.MIGRATIONS_TABLE}"
-                " ORDER BY version"
-            )
-        except asyncpg.UndefinedColumnError as exc:
-            raise mig.MigrationError(
-                f"a {mig.MIGRATIONS_TABLE} table of another tool exists in this schema"
-                " (it lacks name/checksum columns)"
-            ) from exc
-        return [
-            mig.AppliedMigration(
-                int(r["version"]), r["name"], r["checksum"], r["applied_at"].replace(tzinfo=UTC)
-            )
-            for r in rows
-        ]
-
-    async def apply(self, migration: mig.Migration) -> bool:
-        async with _migration_errors(migration), self._conn.transaction():
-            await self._conn.execute(migration.up_sql)
-            await self._conn.execute(
-                f"INSERT INTO {mig.MIGRATIONS_TABLE} (version, name, checksum, applied_at)"
-                " VALUES ($1, $2, $3, $4)",
-                migration.version,
-                migration.name,
-                migration.checksum,
-                _to_db_time(utc_now()),
-            )
-        return True
-
-    async def revert(self, migration: mig.Migration) -> bool:
-        assert migration.down_sql is not None  # plan_downgrade refuses migrations without one
-        async with _migration_errors(migration), self._conn.transaction():
-            await self._conn.execute(migration.down_sql)
-            await self._conn.execute(
-                f"DELETE FROM {mig.MIGRATIONS_TABLE} WHERE version = $1", migration.version
-            )
-        return True
 
 
 class PostgresMetadataStore:
@@ -253,7 +194,7 @@ class PostgresMetadataStore:
 
     # -- schema -------------------------------------------------------------------------------
     @asynccontextmanager
-    async def _migration_session(self) -> AsyncIterator[_PgMigrationSession]:
+    async def _migration_session(self) -> AsyncIterator[PgMigrationSession]:
         """One connection holding a per-schema advisory lock, so two instances starting at
         once do not both apply the same migration."""
         async with self._p.acquire() as conn:
@@ -261,7 +202,7 @@ class PostgresMetadataStore:
             lock_key = "hashtext($1 || COALESCE(current_schema(), ''))"
             await conn.execute(f"SELECT pg_advisory_lock({lock_key})", key)
             try:
-                yield _PgMigrationSession(conn)
+                yield PgMigrationSession(conn)
             finally:
                 await conn.execute(f"SELECT pg_advisory_unlock({lock_key})", key)
 

@@ -53,6 +53,7 @@ from feature_service.adapters.metadata.records import (
     quantize_rate,
     utc_now,
 )
+from feature_service.adapters.metadata.sessions import SqliteMigrationSession
 
 _JSON: Final = (
     DATASET_JSON_FIELDS
@@ -117,93 +118,6 @@ async def _translate_errors() -> AsyncIterator[None]:
         message = str(exc)
         _, _, constraint = message.partition(": ")
         raise ConstraintViolation(message, constraint or None) from exc
-
-
-class _SqliteMigrationSession:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def ensure_table(self) -> None:
-        await self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {mig.MIGRATIONS_TABLE} ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL)"
-        )
-
-    async def applied(self) -> list[mig.AppliedMigration]:
-        rows = await self._conn.execute_fetchall(
-            f"SELECT version, name, checksum, applied_at FROM {mig.MIGRATIONS_TABLE}"
-            " ORDER BY version"
-        )
-        return [
-            mig.AppliedMigration(
-                int(r[0]), r[1], r[2], datetime.fromisoformat(r[3]).replace(tzinfo=UTC)
-            )
-            for r in rows
-        ]
-
-    async def _run(self, migration: mig.Migration, body: str, *, applying: bool) -> bool:
-        # Another process may have run this migration since the plan was made: the check and
-        # the work share one write transaction, and an already-done step is skipped.
-        conn = self._conn
-        statements = split_statements(body)
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            recorded = await conn.execute_fetchall(
-                f"SELECT 1 FROM {mig.MIGRATIONS_TABLE} WHERE version = ?", [migration.version]
-            )
-            if bool(recorded) == applying:
-                await conn.execute("ROLLBACK")
-                return False
-            for statement in statements:
-                await conn.execute(statement)
-            if applying:
-                await conn.execute(
-                    f"INSERT INTO {mig.MIGRATIONS_TABLE} (version, name, checksum, applied_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    [
-                        migration.version,
-                        migration.name,
-                        migration.checksum,
-                        _to_text_time(utc_now()),
-                    ],
-                )
-            else:
-                await conn.execute(
-                    f"DELETE FROM {mig.MIGRATIONS_TABLE} WHERE version = ?", [migration.version]
-                )
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise mig.MigrationError(f"migration {migration.label} failed: {exc}") from exc
-            raise
-        return True
-
-    async def apply(self, migration: mig.Migration) -> bool:
-        return await self._run(migration, migration.up_sql, applying=True)
-
-    async def revert(self, migration: mig.Migration) -> bool:
-        assert migration.down_sql is not None  # plan_downgrade refuses migrations without one
-        return await self._run(migration, migration.down_sql, applying=False)
-
-
-def split_statements(script: str) -> list[str]:
-    """A SQL file as single statements (``execute`` takes one; ``executescript`` would commit
-    the surrounding transaction). Comment-only leftovers are dropped."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    leftover = "".join(
-        line for line in buffer.splitlines(keepends=True) if not line.lstrip().startswith("--")
-    )
-    if leftover.strip():
-        raise mig.MigrationError(f"incomplete SQL statement at the end: {leftover.strip()[:80]!r}")
-    return statements
 
 
 class SqliteMetadataStore:
@@ -285,10 +199,10 @@ class SqliteMetadataStore:
 
     # -- schema -------------------------------------------------------------------------------
     @asynccontextmanager
-    async def _migration_session(self) -> AsyncIterator[_SqliteMigrationSession]:
+    async def _migration_session(self) -> AsyncIterator[SqliteMigrationSession]:
         conn = self._c
         async with self._lock:
-            yield _SqliteMigrationSession(conn)
+            yield SqliteMigrationSession(conn)
 
     async def upgrade(self, to: int | None = None) -> list[int]:
         migrations = mig.resolve_migrations(self._migrations_dir, "sqlite")

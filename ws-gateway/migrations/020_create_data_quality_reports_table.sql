@@ -1,5 +1,7 @@
 -- Feature Service: data quality of the raw market data over a period, per symbol.
-CREATE TABLE data_quality_reports (
+-- supersedes: 020_create_data_quality_reports_table 42382f9d232baa059e96f03c170ee789677b9c95c1d523b980a7ffaeb1db5141
+-- Idempotent: an existing table (ws-gateway's own 020) is kept and checked at adoption.
+CREATE TABLE IF NOT EXISTS data_quality_reports (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     symbol VARCHAR(20) NOT NULL,
     period_start TIMESTAMP NOT NULL,
@@ -23,6 +25,6 @@ CREATE TABLE data_quality_reports (
 );
 
 -- Serves the lookup "latest report of a symbol whose period lies inside [from, to]".
-CREATE INDEX idx_data_quality_reports_symbol_period
+CREATE INDEX IF NOT EXISTS idx_data_quality_reports_symbol_period
     ON data_quality_reports (symbol, period_start, period_end);
-CREATE INDEX idx_data_quality_reports_created_at ON data_quality_reports (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_data_quality_reports_created_at ON data_quality_reports (created_at DESC);

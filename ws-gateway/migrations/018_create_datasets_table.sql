@@ -1,7 +1,11 @@
 -- Feature Service: datasets built for model training (one row per build request).
+-- supersedes: 018_create_datasets_table 8e8518359e89a730b9eb11445b56d19ad722aab84db992813d96d1466de59509
+-- Idempotent (ws-gateway's operator applies this folder with psql, and the table may already
+-- exist from ws-gateway's own 018): an existing table is kept as it is; the service checks its
+-- columns when it adopts it.
 -- Timestamps are TIMESTAMP WITHOUT TIME ZONE holding UTC; defaults use NOW() AT TIME ZONE 'UTC'
 -- so the stored value does not depend on the session's TimeZone setting.
-CREATE TABLE datasets (
+CREATE TABLE IF NOT EXISTS datasets (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     symbol VARCHAR(20) NOT NULL,
     status VARCHAR(20) NOT NULL DEFAULT 'building',
@@ -33,6 +37,6 @@ CREATE TABLE datasets (
         CHECK (train_period_start < train_period_end)
 );
 
-CREATE INDEX idx_datasets_status ON datasets (status);
-CREATE INDEX idx_datasets_symbol ON datasets (symbol);
-CREATE INDEX idx_datasets_created_at ON datasets (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_datasets_status ON datasets (status);
+CREATE INDEX IF NOT EXISTS idx_datasets_symbol ON datasets (symbol);
+CREATE INDEX IF NOT EXISTS idx_datasets_created_at ON datasets (created_at DESC);

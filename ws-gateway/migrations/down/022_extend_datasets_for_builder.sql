@@ -3,7 +3,7 @@
 -- makes this downgrade fail on the CHECK below; delete them first if that is really intended.
 UPDATE datasets
 SET status = 'failed',
-    error_message = COALESCE(error_message, 'queued build abandoned: schema downgraded below 021')
+    error_message = COALESCE(error_message, 'queued build abandoned: schema downgraded below 022')
 WHERE status = 'queued';
 
 ALTER TABLE datasets
@@ -12,7 +12,7 @@ ALTER TABLE datasets
     DROP CONSTRAINT datasets_split_strategy_check,
     ADD CONSTRAINT datasets_split_strategy_check
         CHECK (split_strategy IN ('time_based', 'walk_forward')),
-    DROP CONSTRAINT datasets_feature_interval_s_check,
+    DROP CONSTRAINT IF EXISTS datasets_feature_interval_s_check,
     DROP COLUMN progress,
     DROP COLUMN folds,
     DROP COLUMN warnings,

@@ -1,6 +1,7 @@
--- SQLite twin of 019_create_feature_registry_versions_table.up.sql. Booleans are 0/1, TEXT[]
+-- SQLite twin of ../019_create_feature_registry_versions_table.sql. Booleans are 0/1, TEXT[]
 -- columns are JSON arrays in text.
-CREATE TABLE feature_registry_versions (
+-- supersedes: 019_create_feature_registry_versions_table e4c4d0d328ccf06825fe436d4d4b9c7e3a4dddbc66ad1ea9bcf1e095a74ed28f
+CREATE TABLE IF NOT EXISTS feature_registry_versions (
     version VARCHAR(50) PRIMARY KEY NOT NULL,
     config TEXT NOT NULL CHECK (json_valid(config)),
     is_active INTEGER NOT NULL DEFAULT 0 CHECK (is_active IN (0, 1)),
@@ -20,10 +21,11 @@ CREATE TABLE feature_registry_versions (
     activation_reason TEXT
 );
 
-CREATE INDEX idx_feature_registry_versions_is_active ON feature_registry_versions (is_active);
-CREATE INDEX idx_feature_registry_versions_created_at
+CREATE INDEX IF NOT EXISTS idx_feature_registry_versions_is_active
+    ON feature_registry_versions (is_active);
+CREATE INDEX IF NOT EXISTS idx_feature_registry_versions_created_at
     ON feature_registry_versions (created_at DESC);
-CREATE INDEX idx_feature_registry_versions_previous_version
+CREATE INDEX IF NOT EXISTS idx_feature_registry_versions_previous_version
     ON feature_registry_versions (previous_version);
-CREATE UNIQUE INDEX uq_feature_registry_versions_one_active
+CREATE UNIQUE INDEX IF NOT EXISTS uq_feature_registry_versions_one_active
     ON feature_registry_versions (is_active) WHERE is_active = 1;

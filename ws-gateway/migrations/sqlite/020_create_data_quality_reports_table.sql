@@ -1,6 +1,7 @@
--- SQLite twin of 020_create_data_quality_reports_table.up.sql. Rates are REAL; the store rounds
+-- SQLite twin of ../020_create_data_quality_reports_table.sql. Rates are REAL; the store rounds
 -- them to 4 decimals (DECIMAL(5,4) in PostgreSQL) before writing, so both backends hold the same.
-CREATE TABLE data_quality_reports (
+-- supersedes: 020_create_data_quality_reports_table ce49b53181683f254e1e4c5afe60933e8548a9274c490988f978486ac2431e43
+CREATE TABLE IF NOT EXISTS data_quality_reports (
     id TEXT PRIMARY KEY NOT NULL,
     symbol VARCHAR(20) NOT NULL,
     period_start TEXT NOT NULL,
@@ -24,6 +25,7 @@ CREATE TABLE data_quality_reports (
         CHECK (desynchronization_events >= 0)
 );
 
-CREATE INDEX idx_data_quality_reports_symbol_period
+CREATE INDEX IF NOT EXISTS idx_data_quality_reports_symbol_period
     ON data_quality_reports (symbol, period_start, period_end);
-CREATE INDEX idx_data_quality_reports_created_at ON data_quality_reports (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_data_quality_reports_created_at
+    ON data_quality_reports (created_at DESC);

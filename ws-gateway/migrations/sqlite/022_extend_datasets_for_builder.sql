@@ -1,6 +1,9 @@
--- SQLite twin of 021_extend_datasets_for_builder.up.sql. SQLite cannot alter a CHECK, so the
--- table is rebuilt with the new constraints and columns, and the rows copied over.
-CREATE TABLE datasets_021 (
+-- SQLite twin of ../022_extend_datasets_for_builder.sql. SQLite cannot alter a CHECK, so the
+-- table is rebuilt with the new constraints and columns, and the rows copied over. Unlike the
+-- PostgreSQL file this one is not idempotent: a SQLite database is the service's own, applied
+-- only by its runner, which records it (nobody applies these files by hand).
+-- supersedes: 021_extend_datasets_for_builder 218bdc577fd9029b23d4e09946e1de82baf7f5fcd3f01b1d3b030fdca8452031
+CREATE TABLE datasets_022 (
     id TEXT PRIMARY KEY NOT NULL,
     symbol VARCHAR(20) NOT NULL,
     status VARCHAR(20) NOT NULL DEFAULT 'building',
@@ -38,7 +41,7 @@ CREATE TABLE datasets_021 (
     CONSTRAINT datasets_feature_interval_s_check CHECK (feature_interval_s > 0)
 );
 
-INSERT INTO datasets_021 (
+INSERT INTO datasets_022 (
     id, symbol, status, split_strategy, train_period_start, train_period_end,
     validation_period_start, validation_period_end, test_period_start, test_period_end,
     walk_forward_config, target_config, feature_registry_version, train_records,
@@ -54,7 +57,7 @@ SELECT
 FROM datasets;
 
 DROP TABLE datasets;
-ALTER TABLE datasets_021 RENAME TO datasets;
+ALTER TABLE datasets_022 RENAME TO datasets;
 
 CREATE INDEX idx_datasets_status ON datasets (status);
 CREATE INDEX idx_datasets_symbol ON datasets (symbol);

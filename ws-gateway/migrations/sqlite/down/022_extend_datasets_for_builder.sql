@@ -1,7 +1,11 @@
--- SQLite twin of 018_create_datasets_table.up.sql. UUIDs are canonical lower-case text, JSON is
--- text (checked with json_valid), timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' so that
--- text comparison orders them.
-CREATE TABLE datasets (
+-- SQLite twin of ../../down/022_extend_datasets_for_builder.sql: queued builds are marked failed, and
+-- a random-split row makes the copy fail on the restored CHECK (the downgrade is then refused).
+UPDATE datasets
+SET status = 'failed',
+    error_message = COALESCE(error_message, 'queued build abandoned: schema downgraded below 022')
+WHERE status = 'queued';
+
+CREATE TABLE datasets_018 (
     id TEXT PRIMARY KEY NOT NULL,
     symbol VARCHAR(20) NOT NULL,
     status VARCHAR(20) NOT NULL DEFAULT 'building',
@@ -31,6 +35,24 @@ CREATE TABLE datasets (
     CONSTRAINT datasets_train_period_check
         CHECK (train_period_start < train_period_end)
 );
+
+INSERT INTO datasets_018 (
+    id, symbol, status, split_strategy, train_period_start, train_period_end,
+    validation_period_start, validation_period_end, test_period_start, test_period_end,
+    walk_forward_config, target_config, feature_registry_version, train_records,
+    validation_records, test_records, output_format, storage_path, created_at, completed_at,
+    estimated_completion, error_message
+)
+SELECT
+    id, symbol, status, split_strategy, train_period_start, train_period_end,
+    validation_period_start, validation_period_end, test_period_start, test_period_end,
+    walk_forward_config, target_config, feature_registry_version, train_records,
+    validation_records, test_records, output_format, storage_path, created_at, completed_at,
+    estimated_completion, error_message
+FROM datasets;
+
+DROP TABLE datasets;
+ALTER TABLE datasets_018 RENAME TO datasets;
 
 CREATE INDEX idx_datasets_status ON datasets (status);
 CREATE INDEX idx_datasets_symbol ON datasets (symbol);
