@@ -213,6 +213,7 @@ def state_as_of(
 def _restore(engine: FeatureEngine, checkpoint: BookCheckpoint, second_us: int) -> None:
     state = engine.ensure_state(checkpoint.symbol)
     restore_book(checkpoint, into=state.book)
+    state.stream_depth = checkpoint.depth
     state.mids.record(second_us, checkpoint.boundary_mid)
 
 
