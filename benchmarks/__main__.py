@@ -27,6 +27,7 @@ SECTIONS: tuple[str, ...] = (
     "rawstore",
     "offline",
     "ops",
+    "history",
     "continuity",
 )
 

@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from feature_service import __version__
-from feature_service.api import routes_datasets, routes_features, routes_health, routes_stats
+from feature_service.api import (
+    routes_backfill,
+    routes_datasets,
+    routes_features,
+    routes_health,
+    routes_stats,
+)
 from feature_service.api.deps import require_api_key
 from feature_service.api.errors import install_error_handlers
 from feature_service.api.middleware import ObservabilityMiddleware
@@ -44,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_health.router)
     app.include_router(routes_features.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_datasets.router, dependencies=[Depends(require_api_key)])
+    app.include_router(routes_backfill.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_stats.router, dependencies=[Depends(require_api_key)])
     app.add_middleware(ObservabilityMiddleware)
     return app

@@ -347,4 +347,4 @@ def test_schema_types_are_explicit() -> None:
     assert str(book.field("bids").type) == (
         "list<item: struct<price: double not null, size: double not null> not null>"
     )
-    assert schema_for(Kind.EXECUTIONS).names[-1] == "raw"
+    assert schema_for(Kind.EXECUTIONS).names[-2:] == ["raw", "source"]

@@ -3,7 +3,8 @@
 The forward return of the row at t is r(t) = mid(t + horizon) / mid(t) - 1, where mid(t +
 horizon) is the ``mid_price`` of the row whose timestamp is exactly t + horizon. A row without
 such a row (past the end of the data, or in a gap) or with a null mid at either end is
-dropped — never filled — so no label is ever guessed.
+dropped — never filled — so no label is ever guessed. Where a row has no mid (a history without
+an order book), its ``reference_price`` column, when present, is used instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from feature_service.datasets.request import RISK_VOLATILITY_FEATURE, TargetConf
 
 TARGET = "target"
 TARGET_RETURN = "target_return"
+REFERENCE_PRICE = "reference_price"
 ZERO_VOLATILITY = 1e-12
 _US = 1_000_000
 
@@ -68,6 +70,11 @@ def _target_rows(
     df: pd.DataFrame, ts: np.ndarray, cfg: TargetConfig, resolvable: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, int]:
     mid = df["mid_price"].to_numpy(dtype=float, na_value=np.nan)
+    if REFERENCE_PRICE in df.columns:
+        # No book in this history (backfilled klines, imported trades): the last trade price
+        # or candle close known at the row's time stands in for the mid.
+        ref = df[REFERENCE_PRICE].to_numpy(dtype=float, na_value=np.nan)
+        mid = np.where(np.isnan(mid), ref, mid)
     r = _forward_return(ts, mid, cfg.horizon)
     target, keep = _label(df, r, cfg)
     considered = df.shape[0]

@@ -45,12 +45,14 @@ from feature_service.engine.offline import vectors_to_table
 from feature_service.engine.vector import FeatureVector
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
+from feature_service.market.events import Kline, Trade
 from feature_service.registry.loader import Registry
 from feature_service.services.state_asof import state_as_of
 
 ProgressFn = Callable[[dict[str, Any]], None]
 BATCH_ROWS = 50_000
 META_COLUMNS = ("timestamp", "symbol", "interval_s")
+REFERENCE_PRICE = "reference_price"
 TARGET_COLUMNS = ("target", "target_return")
 
 
@@ -139,7 +141,11 @@ def compute_rows(
     progress: _Progress,
 ) -> pd.DataFrame:
     """Feature rows of ``req.interval_s`` with close times in ``keep``, replaying every stored
-    event of ``window`` through the engine in batches (memory grows with rows, not events)."""
+    event of ``window`` through the engine in batches (memory grows with rows, not events).
+
+    Each row also gets ``reference_price`` (the last trade price, else the last confirmed candle
+    close, received before the row's time): the target's price when the window has no order
+    book at all (backfilled klines, imported trades), so such a dataset still has labels."""
     # State as of the window's start from the stored history before it (the last checkpoint or
     # snapshot, the candle lookback, ...): rows equal what live published, whatever the period.
     boundary = IngestBoundary()
@@ -153,19 +159,26 @@ def compute_rows(
     reader = RawReader(raw_root)
     batches: list[pd.DataFrame] = []
     pending: list[FeatureVector] = []
+    prices: list[float | None] = []
+    last_trade: float | None = None
+    last_close: float | None = None
 
     def take(vectors: list[FeatureVector]) -> None:
         for v in vectors:
             if keep.start_us <= v.timestamp <= keep.end_us:
                 pending.append(v)
+                prices.append(last_trade if last_trade is not None else last_close)
         if len(pending) >= BATCH_ROWS:
             flush()
 
     def flush() -> None:
         if pending:
-            batches.append(vectors_to_table(pending).to_pandas())
+            frame = vectors_to_table(pending).to_pandas()
+            frame[REFERENCE_PRICE] = pd.array(prices, dtype="Float64")
+            batches.append(frame)
             progress.rows += len(pending)
             pending.clear()
+            prices.clear()
 
     events = stored_events(
         reader,
@@ -175,14 +188,40 @@ def compute_rows(
         end_us=window.end_us,
     )
     for event in events:
+        # Vectors closed by this event precede it: the reference price moves after them.
         take(engine.process(event))
+        if isinstance(event, Trade):
+            last_trade = event.price
+        elif isinstance(event, Kline) and event.confirmed:
+            last_close = event.close
         progress.update(event.receive_ts)
     # Boundaries after the last stored event close as the live timer would close them.
     take(engine.advance_to(window.end_us))
     flush()
     if not batches:
-        return vectors_to_table([]).to_pandas()
+        empty = vectors_to_table([]).to_pandas()
+        empty[REFERENCE_PRICE] = pd.array([], dtype="Float64")
+        return empty
     return pd.concat(batches, ignore_index=True)
+
+
+def missing_inputs(raw_root: Path, symbol: str, window: Period) -> dict[str, str]:
+    """Inputs with no stored data in the window, and what that leaves null (for the manifest:
+    a history of backfilled klines or imported trades says plainly what it lacks)."""
+    first, last = window.start_us // US_PER_DAY, (window.end_us - 1) // US_PER_DAY
+    present = {
+        kind.value
+        for kind, day, sym, folder in iter_symbol_dirs(raw_root, MARKET_KINDS)
+        if sym == symbol and first <= day_number(day) <= last and any(folder.glob("part-*"))
+    }
+    wanted = {
+        "orderbook": ("orderbook/snapshots", "book features are null (no_book)"),
+        "trades": ("trades", "trade-flow features are null (no trades)"),
+        "klines": ("klines", "candle features are null (warming_up)"),
+        "ticker": ("ticker", "ticker-derived values are missing"),
+        "funding": ("funding", "funding features rely on the ticker, if any"),
+    }
+    return {name: why for name, (kind, why) in wanted.items() if kind not in present}
 
 
 def build_dataset(
@@ -202,6 +241,9 @@ def build_dataset(
     tracker = _Progress(window, progress)
     keep = Period(span.start_us, span.end_us + guard.horizon_s * 1_000_000)
     rows = compute_rows(req, raw_root, window, keep, tracker)
+    missing = missing_inputs(raw_root, req.symbol, window)
+    if "orderbook" not in missing:
+        rows = rows.drop(columns=[REFERENCE_PRICE])  # targets come from the mid, as always
     if rows.empty:
         raise BuildFailed(f"no feature rows for {req.symbol} in {_fmt(span)}")
     tracker.update(window.end_us, "split", force=True)
@@ -273,6 +315,9 @@ def build_dataset(
     )
     manifest["outputs"] = dict(sorted(files.items()))
     manifest["warnings"] = warnings
+    manifest["missing_inputs"] = missing
+    if missing.get("orderbook"):
+        manifest["target_price"] = "reference_price (last trade, else last candle close)"
     manifest["dropped_rows_without_target"] = dropped
     manifest["content_sha256"] = manifest_hash(manifest)
     write_manifest(out_dir, manifest)

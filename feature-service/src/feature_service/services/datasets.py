@@ -66,6 +66,7 @@ class DatasetService:
         ready_queue: str = "features.dataset.ready",
         parallelism: int = 1,
         base_url: str = "",
+        backfill: Any = None,
         observer: BuildObserver | None = None,
     ) -> None:
         self.store = store
@@ -75,6 +76,8 @@ class DatasetService:
         self.bus = bus
         self.ready_queue = ready_queue
         self.base_url = base_url.rstrip("/")
+        # FEATURE_SERVICE_BACKFILL_AUTO: missing klines/funding are backfilled before a build.
+        self.backfill = backfill
         self._parallelism = max(1, parallelism)
         # The queue itself: its order is the place each waiting build reports.
         self._waiting: list[uuid.UUID] = []
@@ -123,7 +126,7 @@ class DatasetService:
         problems = validate_request(req, self.registry)
         if not problems:
             missing = await asyncio.to_thread(check_data_available, self.raw_root, req)
-            if missing:
+            if missing and self.backfill is None:
                 problems.append(missing)
         if problems:
             raise DatasetRequestError(problems)
@@ -219,6 +222,10 @@ class DatasetService:
             loop.call_soon_threadsafe(self._on_progress, dataset_id, progress)
 
         log.info("dataset_build_started", dataset_id=str(dataset_id), symbol=req.symbol)
+        if self.backfill is not None:
+            from feature_service.services.backfill_auto import backfill_before_build
+
+            await backfill_before_build(self.backfill, req, self.registry, report)
         try:
             result = await asyncio.to_thread(
                 build_dataset, req, self.registry, self.raw_root, out_dir, progress=report

@@ -34,6 +34,7 @@ from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
+from feature_service.services.backfill_jobs import build_backfill
 from feature_service.services.datasets import DatasetService
 from feature_service.services.depth_status import DepthWatch, depth_report
 from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
@@ -94,6 +95,7 @@ class Runtime:
         self.store = store or create_metadata_store(
             settings.database_url, settings.sqlite_path, settings.migrations_dir
         )
+        self.backfill = build_backfill(settings, self.store, self.registry)
         self.metrics_writer = MetricsWriter(
             sink_for_store(self.store) if settings.metrics_tables_enabled else None,
             max_queue=settings.metrics_queue_size,
@@ -110,6 +112,7 @@ class Runtime:
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
             base_url=f"http://{settings.host}:{settings.port}",
+            backfill=self.backfill if settings.backfill_auto else None,
             observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
         self.replay: ReplaySource | None = None
@@ -146,6 +149,8 @@ class Runtime:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
         self.live.start()
+        if self.backfill is not None:
+            await self.backfill.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
@@ -287,6 +292,8 @@ class Runtime:
             await consumer.cancel()
         self._consumers.clear()
         await self.datasets.stop()
+        if self.backfill is not None:
+            await self.backfill.stop()
         await self.live.stop()
         await self.raw_writer.close()
         await self.archive.close()

@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from feature_service.adapters.metadata import migrations as mig
+from feature_service.adapters.metadata.backfill_jobs import PostgresBackfillJobs
 from feature_service.adapters.metadata.base import (
     ConstraintViolation,
     StoreKind,
@@ -111,7 +112,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-class PostgresMetadataStore:
+class PostgresMetadataStore(PostgresBackfillJobs):
     """``schema``: when given, the store creates it if needed and works only inside it (its
     sessions' ``search_path``), which is how tests isolate themselves. Otherwise the DSN's
     ``search_path`` (asyncpg passes unknown DSN query parameters as server settings) or the

@@ -23,6 +23,7 @@ import aiosqlite
 import orjson
 
 from feature_service.adapters.metadata import migrations as mig
+from feature_service.adapters.metadata.backfill_jobs import SqliteBackfillJobs
 from feature_service.adapters.metadata.base import (
     ConstraintViolation,
     StoreKind,
@@ -120,7 +121,7 @@ async def _translate_errors() -> AsyncIterator[None]:
         raise ConstraintViolation(message, constraint or None) from exc
 
 
-class SqliteMetadataStore:
+class SqliteMetadataStore(SqliteBackfillJobs):
     def __init__(self, path: Path | str, *, migrations_dir: Path | None = None) -> None:
         self._path = str(path)
         self._migrations_dir = migrations_dir

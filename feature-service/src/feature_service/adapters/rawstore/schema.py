@@ -13,6 +13,9 @@ Common columns:
 - ``part`` int32: that index n, so a replay takes the right event out of a multi-event body
 - ``arrival_seq`` int64: consumption order in the writer; tie-breaker after ``receive_ts``
 - ``raw`` string: the original body
+- ``source`` string: where the row came from: ``live`` (consumed from the bus), ``backfill``
+  (Bybit REST history) or ``import`` (Bybit public archives, our own recordings). Files written
+  before the column existed lack it; readers treat a missing or null source as ``live``.
 """
 
 from __future__ import annotations
@@ -91,7 +94,9 @@ COMMON_FIELDS: tuple[pa.Field, ...] = (
     pa.field("part", pa.int32(), nullable=False),
     pa.field("arrival_seq", pa.int64(), nullable=False),
     pa.field("raw", pa.string(), nullable=False),
+    pa.field("source", pa.string()),
 )
+SOURCES = ("live", "backfill", "import")
 
 _BOOK_FIELDS = (
     pa.field("update_id", pa.int64(), nullable=False),
@@ -168,8 +173,11 @@ def sort_rows(rows: Sequence[PendingRow]) -> Sequence[PendingRow]:
     return rows
 
 
-def build_table(kind: Kind, rows: Sequence[PendingRow]) -> pa.Table:
-    """The columns of ``rows`` (already in order) under ``schema_for(kind)``."""
+def build_table(kind: Kind, rows: Sequence[PendingRow], source: str = "live") -> pa.Table:
+    """The columns of ``rows`` (already in order) under ``schema_for(kind)``; every row of one
+    write shares its ``source``."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     items = [row[0] for row in rows]
     raws = [row[1] for row in rows]
     raw_array = pa.array(raws, type=pa.string())
@@ -188,6 +196,7 @@ def build_table(kind: Kind, rows: Sequence[PendingRow]) -> pa.Table:
         pa.array([row[3] for row in rows], type=pa.int32()),
         pa.array([row[2] for row in rows], type=pa.int64()),
         raw_array,
+        pa.repeat(pa.scalar(source, type=pa.string()), len(rows)),
     ]
     columns.extend(_TYPED_BUILDERS[kind](items))
     return pa.Table.from_arrays(columns, schema=schema_for(kind))
@@ -291,7 +300,7 @@ def typed_events(kind: Kind, data: pa.Table | pa.RecordBatch) -> list[MarketEven
     if kind is Kind.EXECUTIONS or kind is Kind.ORDERBOOK_CHECKPOINTS:
         raise ValueError(f"{kind.value} rows are not market events")
     n = data.num_rows
-    c = {name: _column(data, name) for name in data.schema.names if name != "raw"}
+    c = {name: _column(data, name) for name in data.schema.names if name not in ("raw", "source")}
     base = [
         {
             "symbol": c["symbol"][i],

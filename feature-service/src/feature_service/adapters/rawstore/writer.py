@@ -67,10 +67,11 @@ def write_part(
     *,
     compression: str = "zstd",
     compression_level: int | None = None,
+    source: str = "live",
 ) -> WrittenPart:
     """Write one immutable part file (blocking; the async writer calls it in a thread)."""
     ordered = sort_rows(rows)
-    table = build_table(kind, ordered)
+    table = build_table(kind, ordered, source)
     first, last = ordered[0][0].receive_ts, ordered[-1][0].receive_ts
     path = part_path(root, kind, day, symbol, first)
     size = write_table_atomic(
@@ -368,9 +369,10 @@ class RawWriter:
 
 
 class RawWriterSync:
-    """Blocking writer for offline tools (backfill, tests, conversions): same files, same
-    protocol. Bodies may be omitted: a ws-gateway envelope is then rebuilt from the event, which
-    parses back to the same event."""
+    """Blocking writer for offline tools (backfill, import, tests): same files, same protocol.
+    Bodies may be omitted: a ws-gateway envelope is then rebuilt from the event, which parses
+    back to the same event. ``source`` labels every row written (``live`` for tests that stand
+    in for the consumer, ``backfill``, ``import``)."""
 
     def __init__(
         self,
@@ -380,8 +382,10 @@ class RawWriterSync:
         compression: str = "zstd",
         compression_level: int | None = None,
         first_seq: int | None = None,
+        source: str = "live",
     ) -> None:
         self.root = Path(root)
+        self.source = source
         self.flush_rows = flush_rows
         self.compression = compression
         self.compression_level = compression_level
@@ -431,6 +435,7 @@ class RawWriterSync:
             rows,
             compression=self.compression,
             compression_level=self.compression_level,
+            source=self.source,
         )
 
 
