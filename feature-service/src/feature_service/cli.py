@@ -14,6 +14,7 @@ from feature_service.cli_backfill import backfill as backfill_command
 from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_import import app as import_app
+from feature_service.cli_registry import app as registry_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
 from feature_service.engine.vector import parse_interval
@@ -23,6 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(storage_app, name="storage")
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(registry_app, name="registry")
 app.command("backfill")(backfill_command)
 app.add_typer(import_app, name="import")
 
@@ -52,10 +54,14 @@ def compute(
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.registry_path)
+    if registry.plan is None:
+        typer.echo("feature registry invalid: " + "; ".join(registry.errors), err=True)
+        raise typer.Exit(2)
     interval_s = parse_interval(interval)
     engine = FeatureEngine(
         intervals_s=sorted({interval_s, *settings.intervals}),
         registry_version=registry.version,
+        plan=registry.plan,
         stale_after_s=settings.stale_after_s,
         symbols=[s.upper() for s in symbol] if symbol else None,
     )
@@ -104,6 +110,7 @@ def validate_identity_cmd(
     reports mismatches per feature (exit code 1 on any mismatch)."""
     import json
 
+    from feature_service.cli_registry import stored_plans
     from feature_service.cli_storage import parse_time_us
     from feature_service.services.identity import validate_identity
 
@@ -117,6 +124,7 @@ def validate_identity_cmd(
         start_us=parse_time_us(start),
         end_us=parse_time_us(end),
         intervals_s=list(settings.intervals),
+        plans=stored_plans(),  # each vector is checked against its own registry version
         # The embedded demo never warm-starts (services/runtime.py): its sessions start empty.
         warm_start=settings.warm_start and settings.rabbitmq_url is not None,
     )

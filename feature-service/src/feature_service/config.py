@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT"])
     registry_path: Path | None = None
+    # Registry versions as YAML files (feature_registry_v{version}.yaml); default DATA_DIR/registry
+    registry_versions_dir: Path | None = None
     migrations_dir: Path | None = None
 
     # Features
@@ -163,6 +165,10 @@ class Settings(BaseSettings):
     @cached_property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @cached_property
+    def registry_dir(self) -> Path:
+        return self.registry_versions_dir or self.data_dir / "registry"
 
     @cached_property
     def sqlite_path(self) -> Path:

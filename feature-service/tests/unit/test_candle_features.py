@@ -22,7 +22,7 @@ def features(history: KlineHistory) -> FeatureFrame:
 
 
 def test_feature_names_are_the_catalog_candle_family() -> None:
-    assert set(CANDLE_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "candles"}
+    assert set(CANDLE_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "candles"}
 
 
 def test_empty_history_nulls_every_feature_as_warming_up() -> None:

@@ -83,6 +83,7 @@ def test_manifest_records_what_a_rebuild_needs(registry: Registry) -> None:
     assert m["registry"]["sha256"] == registry.sha256
     assert m["registry"]["features"] == list(registry.feature_names)
     assert m["registry"]["lookback_s"]["relative_volume_24h"] == 86_400
+    assert m["registry"]["inputs"] == ["clock", "funding", "kline", "orderbook", "ticker", "trades"]
     assert m["leakage"] == {"horizon_s": 300, "purge_s": 300, "embargo_s": 86_400}
     assert m["request"]["target_config"] == {
         "type": "classification",

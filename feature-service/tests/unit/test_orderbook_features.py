@@ -28,7 +28,7 @@ def compute(
 
 
 def test_feature_names_are_the_catalog_orderbook_family() -> None:
-    assert set(ORDERBOOK_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "orderbook"}
+    assert set(ORDERBOOK_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "orderbook"}
 
 
 def test_depths_and_imbalance_hand_computed() -> None:

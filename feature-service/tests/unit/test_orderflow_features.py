@@ -29,7 +29,7 @@ def compute(trades: list[Trade], t: int = T) -> FeatureFrame:
 
 
 def test_feature_names_are_the_catalog_orderflow_family() -> None:
-    assert set(ORDERFLOW_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "orderflow"}
+    assert set(ORDERFLOW_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "orderflow"}
 
 
 def test_hand_computed_mixed_flow() -> None:

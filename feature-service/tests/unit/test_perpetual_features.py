@@ -19,7 +19,7 @@ def compute(rate: float | None, next_time: int | None, t: int = T) -> FeatureFra
 
 
 def test_feature_names_are_the_catalog_perpetual_family() -> None:
-    assert set(PERPETUAL_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "perpetual"}
+    assert set(PERPETUAL_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "perpetual"}
 
 
 def test_values_hand_computed() -> None:

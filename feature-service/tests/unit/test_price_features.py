@@ -53,7 +53,7 @@ def grid_of(mids: dict[int, float | None]) -> MidGrid:
 
 
 def test_feature_names_are_the_catalog_price_family() -> None:
-    assert set(PRICE_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "price"}
+    assert set(PRICE_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "price"}
 
 
 def test_every_price_feature_is_set() -> None:

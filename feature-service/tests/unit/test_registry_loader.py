@@ -61,7 +61,16 @@ def _entry(**overrides: object) -> dict[str, object]:
     ("entry", "fragment"),
     [
         (_entry(lookahead_forbidden=False), "lookahead_forbidden must be true"),
-        (_entry(lookback_window="2d", max_lookback_days=1), "exceeds max_lookback_days"),
+        (
+            _entry(
+                name="relative_volume_24h",
+                input_sources=["kline"],
+                data_sources=[{"source": "kline", "timestamp_required": True}],
+                lookback_window="24h",
+                max_lookback_days=0.5,
+            ),
+            "exceeds max_lookback_days",
+        ),
         (_entry(name="future_price"), "unknown feature"),
         (_entry(input_sources=["news"]), "input_sources"),
         (_entry(lookback_window="soon"), "bad duration"),
@@ -78,8 +87,8 @@ def test_duplicate_and_missing_version(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"features": [_entry(), _entry()]}))
     registry = load_registry(path)
-    assert "missing 'version'" in registry.errors
-    assert any("duplicated" in e for e in registry.errors)
+    assert "schema: missing 'version'" in registry.errors
+    assert any("duplicate" in e for e in registry.errors)
 
 
 def test_broken_yaml_is_an_error(tmp_path: Path) -> None:

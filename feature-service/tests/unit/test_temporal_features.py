@@ -25,7 +25,7 @@ def compute(t: int) -> tuple[float, float]:
 
 
 def test_feature_names_are_the_catalog_temporal_family() -> None:
-    assert set(TEMPORAL_FEATURES) == {n for n, s in BY_NAME.items() if s.family == "temporal"}
+    assert set(TEMPORAL_FEATURES) == {n for n, s in BY_NAME.items() if s.group == "temporal"}
 
 
 @pytest.mark.parametrize(

@@ -28,13 +28,15 @@ from feature_service.adapters.rawstore.layout import (
 )
 from feature_service.engine.offline import vector_schema, vectors_to_table
 from feature_service.engine.vector import FeatureVector, interval_label
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def archive_schema() -> pa.Schema:
-    return vector_schema().append(pa.field("session_start", pa.timestamp("us", tz="UTC")))
+def archive_schema(plan: FeaturePlan = BUNDLED_PLAN) -> pa.Schema:
+    return vector_schema(plan).append(pa.field("session_start", pa.timestamp("us", tz="UTC")))
 
 
 class VectorArchive:
@@ -55,6 +57,8 @@ class VectorArchive:
         self._lock = asyncio.Lock()
         self.rows_written = 0
         self.failures = 0
+        # Columns follow each vector's registry version (a file never mixes two versions).
+        self.plans: dict[str, FeaturePlan] = {BUNDLED_PLAN.version: BUNDLED_PLAN}
 
     def add(self, vectors: Iterable[FeatureVector]) -> None:
         self._pending.extend(vectors)
@@ -75,14 +79,14 @@ class VectorArchive:
                 log.exception("vector_archive_write_failed", rows=len(rows))
 
     def _write(self, rows: list[FeatureVector]) -> None:
-        groups: dict[tuple[int, str, str], list[FeatureVector]] = defaultdict(list)
+        groups: dict[tuple[int, str, str, str], list[FeatureVector]] = defaultdict(list)
         for v in rows:
-            groups[(v.interval_s, day_of(v.timestamp), v.symbol)].append(v)
-        schema = archive_schema()
-        for (interval_s, day, symbol), vectors in groups.items():
-            table = vectors_to_table(vectors)
+            groups[(v.interval_s, day_of(v.timestamp), v.symbol, v.registry_version)].append(v)
+        for (interval_s, day, symbol, version), vectors in groups.items():
+            plan = self.plans.get(version, BUNDLED_PLAN)
+            table = vectors_to_table(vectors, plan=plan)
             table = table.append_column(
-                schema.field("session_start"),
+                pa.field("session_start", pa.timestamp("us", tz="UTC")),
                 pa.array([self.session_start_us] * len(vectors), pa.timestamp("us", tz="UTC")),
             )
             name = f"part-{vectors[0].timestamp}-{secrets.token_hex(4)}.parquet"

@@ -55,7 +55,7 @@ def embargo_for(
 ) -> int:
     """The longest lookback (s) among the features a dataset uses; a risk-adjusted target
     also reads ``volatility_1m`` from each row, so that feature's lookback counts too."""
-    lookback = {f.name: f.lookback_s for f in registry.features}
+    lookback = registry.lookbacks
     names = list(registry.feature_names if features is None else features)
     if target_type == "risk_adjusted":
         names.append(RISK_VOLATILITY_FEATURE)

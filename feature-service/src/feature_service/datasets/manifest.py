@@ -73,7 +73,7 @@ def build_manifest(
     its info dict); ``fold_info``: ``Fold.info()`` per fold for walk-forward, else None;
     ``file_hashes``: output file name -> sha256."""
     guard = LeakageGuard.for_request(request, registry)
-    lookbacks = {f.name: f.lookback_s for f in registry.features}
+    lookbacks = registry.lookbacks
     features = request.selected_features(registry)
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
@@ -84,6 +84,8 @@ def build_manifest(
             "sha256": registry.sha256,
             "features": list(features),
             "lookback_s": {name: lookbacks[name] for name in features},
+            # the data types the version's features read (what a rebuild must have stored)
+            "inputs": sorted(registry.plan.inputs) if registry.plan is not None else [],
         },
         "leakage": {
             "horizon_s": guard.horizon_s,

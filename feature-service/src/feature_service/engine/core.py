@@ -13,7 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from feature_service.engine.boundaries import IntervalClock
+from feature_service.engine.switch import PlanSwitch, SwitchDone
 from feature_service.engine.vector import FeatureVector
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.features.state import SymbolState
 from feature_service.logging import get_logger
 from feature_service.market.events import US_PER_S, MarketEvent
@@ -28,19 +31,24 @@ class FeatureEngine:
         self,
         *,
         intervals_s: Iterable[int] = (1, 3, 15, 60),
-        registry_version: str = "1.1.0",
+        registry_version: str | None = None,
         stale_after_s: float = 5.0,
         latency_warning_ms: float = 70.0,
         symbols: Iterable[str] | None = None,
-        state_factory: Callable[[str], SymbolState] = SymbolState,
+        plan: FeaturePlan = BUNDLED_PLAN,
+        state_factory: Callable[[str], SymbolState] | None = None,
     ) -> None:
         self.clock = IntervalClock(intervals_s)
-        self.registry_version = registry_version
+        # The plan (a registry version's operator set) decides what every symbol computes.
+        self.plan = plan
+        self.registry_version = registry_version or plan.version or BUNDLED_PLAN.version
         self._stale_after_us = int(stale_after_s * US_PER_S)
         self._latency_warning_us = latency_warning_ms * 1000.0
         self._allowed = frozenset(symbols) if symbols else None
-        self._state_factory = state_factory
+        self._state_factory = state_factory or (lambda symbol: SymbolState(symbol, self.plan))
         self.states: dict[str, SymbolState] = {}
+        self.versions: dict[str, str] = {}  # the version each symbol's state computes
+        self.switch: PlanSwitch | None = None
         self._next_close: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
         # Observability (read by metrics / health; never by features).
@@ -65,7 +73,7 @@ class FeatureEngine:
             state = self.ensure_state(symbol)
         out: list[FeatureVector] = []
         if t >= self._next_close[symbol]:
-            self._close_until(symbol, state, t, out)
+            state = self._close_until(symbol, state, t, out)
         last = self._last_ts.get(symbol)
         if last is not None and t < last:
             # Receive times are stamped monotonically live; an older one can only come from an
@@ -84,33 +92,94 @@ class FeatureEngine:
         state = self.states.get(symbol)
         if state is None:
             state = self.states[symbol] = self._state_factory(symbol)
+            self.versions[symbol] = self.registry_version
             self._next_close[symbol] = _UNSET
         return state
 
     def advance_to(self, t: int) -> list[FeatureVector]:
         """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
         out: list[FeatureVector] = []
-        for symbol, state in self.states.items():
+        for symbol, state in list(self.states.items()):
             if t >= self._next_close[symbol]:
                 self._close_until(symbol, state, t, out)
         return out
 
+    def schedule_switch(
+        self, plan: FeaturePlan, version: str, at_us: int, on_done: SwitchDone | None = None
+    ) -> int:
+        """Compute ``plan`` (stamped ``version``) from the first boundary >= ``at_us`` on, for
+        every symbol (see ``engine.switch``); returns that boundary."""
+        if self.switch is not None:
+            raise RuntimeError(f"a switch to {self.switch.version} is already pending")
+        at = self.clock.first_boundary_after(at_us - 1)
+        self.switch = PlanSwitch(plan, version, at, on_done)
+        if not self.states:
+            self._finish_switch(None)
+        return at
+
+    def cancel_switch(self, reason: str) -> None:
+        """Give up a pending switch: every symbol goes back to the previous version."""
+        self._finish_switch(reason)
+
+    def _finish_switch(self, error: str | None) -> None:
+        switch = self.switch
+        if switch is None:
+            return
+        self.switch = None
+        if error is None:
+            self.plan = switch.plan
+            self.registry_version = switch.version
+        else:
+            for symbol, old in switch.restore().items():
+                self.states[symbol] = old
+                self.versions[symbol] = self.registry_version
+            log.error("registry_switch_failed", version=switch.version, error=error)
+        if switch.on_done is not None:
+            switch.on_done(switch.version, error)
+
+    def _switch_symbol(self, symbol: str, state: SymbolState, boundary: int) -> SymbolState:
+        switch = self.switch
+        assert switch is not None
+        new = switch.migrate(symbol, state)
+        try:
+            new.on_time(boundary)
+            new.compute(boundary).complete()  # the first computation must succeed
+        except Exception as exc:
+            self._finish_switch(
+                f"first computation of {switch.version} failed for {symbol}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            return self.states[symbol]
+        self.states[symbol] = new
+        self.versions[symbol] = switch.version
+        if all(v == switch.version for v in self.versions.values()):
+            self._finish_switch(None)
+        return new
+
     # -- internals -----------------------------------------------------------------------------
     def _close_until(
         self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]
-    ) -> None:
+    ) -> SymbolState:
         boundary = self._next_close[symbol]
         if boundary == _UNSET:
             # The symbol's first event (or the first tick after a warm-up): nothing closes yet.
             self._next_close[symbol] = self.clock.first_boundary_after(t)
-            return
+            return state
         step = self.clock.step_us
         while boundary <= t:
+            switch = self.switch
+            if (
+                switch is not None
+                and boundary >= switch.at_us
+                and self.versions[symbol] != switch.version
+            ):
+                state = self._switch_symbol(symbol, state, boundary)
             closing = self.clock.closing_at(boundary)
             if closing:
                 self._emit(symbol, state, boundary, closing, out)
             boundary += step
         self._next_close[symbol] = boundary
+        return state
 
     def _emit(
         self,
@@ -149,7 +218,7 @@ class FeatureEngine:
                     timestamp=t,
                     interval_s=interval_s,
                     features=features,
-                    registry_version=self.registry_version,
+                    registry_version=self.versions[symbol],
                     null_reasons=reasons,
                     trace_id=state.last_trace_id,
                     computation_us=elapsed_us,

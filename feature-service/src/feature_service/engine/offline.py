@@ -15,17 +15,19 @@ import pyarrow.parquet as pq
 
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
-from feature_service.features.catalog import CATALOG
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.market.events import MarketEvent
 
 
-def vector_schema() -> pa.Schema:
+def vector_schema(plan: FeaturePlan = BUNDLED_PLAN) -> pa.Schema:
+    """One column per feature of ``plan``, in vector order, between the keys and the metadata."""
     fields = [
         pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("symbol", pa.string(), nullable=False),
         pa.field("interval_s", pa.int32(), nullable=False),
     ]
-    for spec in CATALOG:
+    for spec in plan.defs:
         fields.append(pa.field(spec.name, pa.int64() if spec.dtype == "int" else pa.float64()))
     fields += [
         pa.field("feature_registry_version", pa.string()),
@@ -36,29 +38,34 @@ def vector_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def vectors_to_table(rows: list[FeatureVector], schema: pa.Schema | None = None) -> pa.Table:
-    """Vectors as an Arrow table in the dataset column layout (one column per feature)."""
+def vectors_to_table(
+    rows: list[FeatureVector], schema: pa.Schema | None = None, plan: FeaturePlan = BUNDLED_PLAN
+) -> pa.Table:
+    """Vectors as an Arrow table in the dataset column layout (one column per feature of
+    ``plan``; a vector of another version lacks some: those cells are null)."""
     columns: dict[str, list[object]] = {
         "timestamp": [v.timestamp for v in rows],
         "symbol": [v.symbol for v in rows],
         "interval_s": [v.interval_s for v in rows],
     }
-    for spec in CATALOG:
-        name = spec.name
-        columns[name] = [v.features[name] for v in rows]
+    for name in plan.names:
+        columns[name] = [v.features.get(name) for v in rows]
     columns["feature_registry_version"] = [v.registry_version for v in rows]
     columns["data_age_ms"] = [v.data_age_ms for v in rows]
     columns["stale"] = [v.stale for v in rows]
     columns["depth_age_ms"] = [v.depth_age_ms for v in rows]
-    return pa.Table.from_pydict(columns, schema=schema or vector_schema())
+    return pa.Table.from_pydict(columns, schema=schema or vector_schema(plan))
 
 
 class VectorParquetWriter:
     """Streams vectors into one Parquet file in row groups, so memory stays bounded."""
 
-    def __init__(self, path: Path, *, batch_rows: int = 50_000) -> None:
+    def __init__(
+        self, path: Path, *, batch_rows: int = 50_000, plan: FeaturePlan = BUNDLED_PLAN
+    ) -> None:
         self.path = path
-        self.schema = vector_schema()
+        self.plan = plan
+        self.schema = vector_schema(plan)
         self._batch_rows = batch_rows
         self._rows: list[FeatureVector] = []
         self._writer: pq.ParquetWriter | None = None
@@ -72,7 +79,7 @@ class VectorParquetWriter:
     def _flush(self) -> None:
         if not self._rows and self._writer is not None:
             return
-        table = vectors_to_table(self._rows, self.schema)
+        table = vectors_to_table(self._rows, self.schema, self.plan)
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
@@ -109,7 +116,7 @@ def compute_to_parquet(
     intervals_s: Iterable[int],
 ) -> ComputeSummary:
     summary = ComputeSummary()
-    with VectorParquetWriter(output) as writer:
+    with VectorParquetWriter(output, plan=engine.plan) as writer:
         wanted = frozenset(intervals_s)
         for event in events:
             summary.events += 1

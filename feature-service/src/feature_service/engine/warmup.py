@@ -25,12 +25,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from feature_service.engine.core import FeatureEngine
-from feature_service.features import price
-from feature_service.features.state import TRADE_SPANS_US, SymbolState
+from feature_service.features import orderflow, price
+from feature_service.features.state import KLINE_MIN_LEN, SymbolState
 from feature_service.market.events import US_PER_S, MarketEvent, Trade
 from feature_service.windows.klines import ONE_MINUTE_US, RESYNC_CANDLES
 
-KLINE_HISTORY = 1500  # SymbolState's KlineHistory(maxlen=...)
+KLINE_HISTORY = KLINE_MIN_LEN  # SymbolState keeps at least this many candles
+LONGEST_RETURN_S = 300  # volatility_5m: its return sums are recomputed at multiples of 300 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,9 @@ class Lookbacks:
 
     @classmethod
     def default(cls) -> Lookbacks:
-        longest_return = max(price.VOLATILITY_SPANS_S)
         return cls(
-            book_us=(price.MID_HORIZON_S + longest_return + 2) * US_PER_S,
-            trades_us=max(TRADE_SPANS_US),
+            book_us=(price.MID_HORIZON_S + LONGEST_RETURN_S + 2) * US_PER_S,
+            trades_us=max(*price.TRADE_SPANS_US, *orderflow.TRADE_SPANS_US),
             candles_us=(KLINE_HISTORY + RESYNC_CANDLES + 2) * ONE_MINUTE_US,
         )
 

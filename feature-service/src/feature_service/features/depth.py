@@ -52,11 +52,13 @@ BookFeatures = Callable[
 ]
 
 
-def limited_by(stream_depth: int | None) -> list[str]:
+def limited_by(
+    stream_depth: int | None, levels_needed: dict[str, int] = LEVELS_NEEDED
+) -> list[str]:
     """The depth features a stream of ``stream_depth`` levels can never compute."""
     if stream_depth is None:
         return []
-    return [name for name, need in LEVELS_NEEDED.items() if stream_depth < need]
+    return [name for name, need in levels_needed.items() if stream_depth < need]
 
 
 class RestDepthBook:
@@ -81,27 +83,30 @@ def fill_depth(
     stream_depth: int | None,
     rest: RestDepthBook | None,
     compute: BookFeatures,
+    levels_needed: dict[str, int] = LEVELS_NEEDED,
+    top_levels: int = TOP_LEVELS,
 ) -> int | None:
     """Finish the depth features of ``out`` (already computed from the stream book): from the
     REST book when there is one, else with the stream-depth reason where it applies. Returns
-    the REST book's age at ``t`` in µs (None without a REST book)."""
+    the REST book's age at ``t`` in µs (None without a REST book). ``levels_needed`` names the
+    depth features of the active registry version (default: the bundled ones)."""
     if rest is not None and rest.received_at is not None:
         age = t - rest.received_at
         if age > MAX_REST_AGE_US:
-            for name in LEVELS_NEEDED:
+            for name in levels_needed:
                 out.null(name, DEPTH_STALE)
             return age
-        scratch = FeatureFrame()
+        scratch = FeatureFrame(out.names, out.ints)
         book = rest.book
-        compute(book.top_bids(TOP_LEVELS), book.top_asks(TOP_LEVELS), book.usable, 0, None, scratch)
-        for name in LEVELS_NEEDED:
+        compute(book.top_bids(top_levels), book.top_asks(top_levels), book.usable, 0, None, scratch)
+        for name in levels_needed:
             value = scratch.values.get(name)
             if value is None:
                 out.null(name, scratch.reasons.get(name, INSUFFICIENT_LEVELS))
             else:
                 out.set(name, value)
         return age
-    for name in limited_by(stream_depth):
+    for name in limited_by(stream_depth, levels_needed):
         if out.values.get(name) is None and out.reasons.get(name) == INSUFFICIENT_LEVELS:
             out.null(name, STREAM_DEPTH_LIMITED)
     return None

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import math
-
-from feature_service.features.catalog import FEATURE_NAMES, INT_FEATURES
+from collections.abc import Sequence
 
 
 class FeatureFrame:
-    """Collects feature values. Every catalog name ends up either with a finite value or with a
-    null reason; NaN and infinities are refused here so no caller can leak them."""
+    """Collects feature values. Every plan name ends up either with a finite value or with a
+    null reason; NaN and infinities are refused here so no caller can leak them.
 
-    __slots__ = ("reasons", "values")
+    ``names`` (vector order) and ``ints`` (int-typed names) come from the active plan; without
+    them the bundled catalog's are used."""
 
-    def __init__(self) -> None:
+    __slots__ = ("ints", "names", "reasons", "values")
+
+    def __init__(
+        self, names: Sequence[str] | None = None, ints: frozenset[str] | None = None
+    ) -> None:
+        if names is None or ints is None:
+            from feature_service.features.catalog import FEATURE_NAMES, INT_FEATURES
+
+            names = FEATURE_NAMES if names is None else names
+            ints = INT_FEATURES if ints is None else ints
+        self.names = names
+        self.ints = ints
         self.values: dict[str, float | int | None] = {}
         self.reasons: dict[str, str] = {}
 
@@ -21,7 +32,7 @@ class FeatureFrame:
         if value is None:
             self.null(name, reason_if_none)
             return
-        if name in INT_FEATURES:
+        if name in self.ints:
             self.values[name] = int(value)
             self.reasons.pop(name, None)
             return
@@ -37,10 +48,11 @@ class FeatureFrame:
         self.reasons[name] = reason
 
     def complete(self) -> dict[str, float | int | None]:
-        """Every catalog name in catalog order; one nobody set is null ("not_computed")."""
+        """Every plan name in plan order; one nobody set is null ("not_computed")."""
         out: dict[str, float | int | None] = {}
-        for name in FEATURE_NAMES:
-            if name not in self.values:
+        values = self.values
+        for name in self.names:
+            if name not in values:
                 self.null(name, "not_computed")
-            out[name] = self.values[name]
+            out[name] = values[name]
         return out

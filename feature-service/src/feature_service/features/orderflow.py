@@ -1,61 +1,104 @@
-"""Order-flow features from taker-side trade volume.
+"""Order-flow families from taker-side trade volume.
 
 ``B`` and ``S`` are the taker-buy and taker-sell volume (base quantity) of the trades received
-in ``[t - W, t)``:
-- signed_volume_3s/15s/1m = B - S. Never null (0 with no trades).
-- buy_sell_volume_ratio = B / S over 3 s. Null ``no_trades`` with no trade, ``zero_denominator``
-  when there are trades but S = 0 (exactly: the window's sums are exact zeros for an absent side).
-- trade_count_3s = number of trades over 3 s (int). Never null.
-- net_aggressor_pressure = (B - S) / (B + S) over 3 s, in [-1, 1]. Null ``no_trades``;
-  ``zero_denominator`` when every trade had size 0.
+in ``[t - W, t)``, ``W`` the family's ``window`` parameter:
+- signed_volume_{W} = B - S. Never null (0 with no trades).
+- trade_count_{W} = number of trades (int). Never null.
+- buy_sell_volume_ratio = B / S (W = 3 s by default; other windows are named
+  ``buy_sell_volume_ratio_{W}``). Null ``no_trades`` with no trade, ``zero_denominator`` when
+  there are trades but S = 0 (exactly: the window's sums are exact zeros for an absent side).
+- net_aggressor_pressure = (B - S) / (B + S), in [-1, 1] (3 s by default, as above). Null
+  ``no_trades``; ``zero_denominator`` when every trade had size 0.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from feature_service.features.context import ComputeContext
+from feature_service.features.family import Family
 from feature_service.features.frame import FeatureFrame
+from feature_service.features.price import TradeWindowFamily
 from feature_service.market.events import US_PER_S
 from feature_service.windows.trades import TradeWindows
 
 NO_TRADES = "no_trades"
 ZERO_DENOMINATOR = "zero_denominator"
 
-SIGNED_VOLUME_SPANS: tuple[tuple[str, int], ...] = (
-    ("signed_volume_3s", 3 * US_PER_S),
-    ("signed_volume_15s", 15 * US_PER_S),
-    ("signed_volume_1m", 60 * US_PER_S),
-)
-SHORT_SPAN_US = 3 * US_PER_S  # ratio, count and pressure
 
-TRADE_SPANS_US: tuple[int, ...] = tuple(span for _, span in SIGNED_VOLUME_SPANS)
+class SignedVolume(TradeWindowFamily):
+    key = "signed_volume"
+    group = "orderflow"
+    templates: ClassVar = {"": "signed_volume_{window}"}
+
+    def compute(self, ctx: ComputeContext, out: FeatureFrame) -> None:
+        stats = ctx.trade_stats(self._span)
+        out.set(self._name, stats.buy_volume - stats.sell_volume)
+
+
+class TradeCount(TradeWindowFamily):
+    key = "trade_count"
+    group = "orderflow"
+    templates: ClassVar = {"": "trade_count_{window}"}
+    int_outputs = frozenset({""})
+
+    def compute(self, ctx: ComputeContext, out: FeatureFrame) -> None:
+        out.set(self._name, ctx.trade_stats(self._span).count)
+
+
+class BuySellRatio(TradeWindowFamily):
+    key = "buy_sell_volume_ratio"
+    group = "orderflow"
+    templates: ClassVar = {"": "buy_sell_volume_ratio_{window}"}
+    short: ClassVar = {"": "buy_sell_volume_ratio"}
+
+    def compute(self, ctx: ComputeContext, out: FeatureFrame) -> None:
+        stats = ctx.trade_stats(self._span)
+        if stats.count == 0:
+            out.null(self._name, NO_TRADES)
+        elif stats.sell_volume > 0.0:
+            out.set(self._name, stats.buy_volume / stats.sell_volume)
+        else:
+            out.null(self._name, ZERO_DENOMINATOR)
+
+
+class AggressorPressure(TradeWindowFamily):
+    key = "net_aggressor_pressure"
+    group = "orderflow"
+    templates: ClassVar = {"": "net_aggressor_pressure_{window}"}
+    short: ClassVar = {"": "net_aggressor_pressure"}
+
+    def compute(self, ctx: ComputeContext, out: FeatureFrame) -> None:
+        stats = ctx.trade_stats(self._span)
+        if stats.count == 0:
+            out.null(self._name, NO_TRADES)
+            return
+        buy = stats.buy_volume
+        sell = stats.sell_volume
+        total = buy + sell
+        if total > 0.0:
+            out.set(self._name, (buy - sell) / total)
+        else:
+            out.null(self._name, ZERO_DENOMINATOR)
+
+
+FAMILIES: tuple[type[Family], ...] = (SignedVolume, TradeCount, BuySellRatio, AggressorPressure)
 
 ORDERFLOW_FEATURES: tuple[str, ...] = (
-    *(name for name, _ in SIGNED_VOLUME_SPANS),
+    "signed_volume_3s",
+    "signed_volume_15s",
+    "signed_volume_1m",
     "buy_sell_volume_ratio",
     "trade_count_3s",
     "net_aggressor_pressure",
 )
+TRADE_SPANS_US: tuple[int, ...] = (3 * US_PER_S, 15 * US_PER_S, 60 * US_PER_S)
 
 
 def compute_orderflow(trades: TradeWindows, t: int, out: FeatureFrame) -> None:
-    """Set every order-flow feature as of ``t``; ``trades`` must track ``TRADE_SPANS_US``."""
-    for name, span in SIGNED_VOLUME_SPANS:
-        stats = trades.stats(span, t)
-        out.set(name, stats.buy_volume - stats.sell_volume)
+    """The bundled order-flow features as of ``t``, by the operators ``SymbolState`` runs."""
+    from feature_service.features.library import run_group
 
-    stats = trades.stats(SHORT_SPAN_US, t)
-    buy = stats.buy_volume
-    sell = stats.sell_volume
-    out.set("trade_count_3s", stats.count)
-    if stats.count == 0:
-        out.null("buy_sell_volume_ratio", NO_TRADES)
-        out.null("net_aggressor_pressure", NO_TRADES)
-        return
-    if sell > 0.0:
-        out.set("buy_sell_volume_ratio", buy / sell)
-    else:
-        out.null("buy_sell_volume_ratio", ZERO_DENOMINATOR)
-    total = buy + sell
-    if total > 0.0:
-        out.set("net_aggressor_pressure", (buy - sell) / total)
-    else:
-        out.null("net_aggressor_pressure", ZERO_DENOMINATOR)
+    ctx = ComputeContext(trades=trades)
+    ctx.at(t)
+    run_group(ORDERFLOW_FEATURES, ctx, out)

@@ -12,6 +12,10 @@ from the service clock and never from a wall-clock read here.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from feature_service.features.context import ComputeContext
+from feature_service.features.family import Family
 from feature_service.features.frame import FeatureFrame
 from feature_service.market.events import US_PER_S
 
@@ -21,17 +25,43 @@ FUNDING_TIME_PASSED = "funding_time_passed"
 PERPETUAL_FEATURES: tuple[str, ...] = ("funding_rate", "time_to_funding")
 
 
+class FundingFamily(Family):
+    key = "funding"
+    group = "perpetual"
+    inputs = ("funding", "ticker")
+    templates: ClassVar = {o: o for o in PERPETUAL_FEATURES}
+    short: ClassVar = templates
+
+    def compute(self, ctx: ComputeContext, out: FeatureFrame) -> None:
+        names = self.names
+        if "funding_rate" in names:
+            out.set(names["funding_rate"], ctx.funding_rate, NO_FUNDING_DATA)
+        if "time_to_funding" in names:
+            name = names["time_to_funding"]
+            next_time = ctx.next_funding_time
+            if next_time is None:
+                out.null(name, NO_FUNDING_DATA)
+            elif next_time <= ctx.t:
+                out.null(name, FUNDING_TIME_PASSED)
+            else:
+                out.set(name, (next_time - ctx.t) / US_PER_S)
+
+
+FAMILIES: tuple[type[Family], ...] = (FundingFamily,)
+
+
 def compute_perpetual(
     funding_rate: float | None,
     next_funding_time: int | None,
     t: int,
     out: FeatureFrame,
 ) -> None:
-    """Set ``funding_rate`` and ``time_to_funding`` as of ``t`` (microseconds)."""
-    out.set("funding_rate", funding_rate, NO_FUNDING_DATA)
-    if next_funding_time is None:
-        out.null("time_to_funding", NO_FUNDING_DATA)
-    elif next_funding_time <= t:
-        out.null("time_to_funding", FUNDING_TIME_PASSED)
-    else:
-        out.set("time_to_funding", (next_funding_time - t) / US_PER_S)
+    """``funding_rate`` and ``time_to_funding`` as of ``t`` (microseconds), by the operator
+    ``SymbolState`` runs."""
+    from feature_service.features.library import run_group
+
+    ctx = ComputeContext()
+    ctx.at(t)
+    ctx.funding_rate = funding_rate
+    ctx.next_funding_time = next_funding_time
+    run_group(PERPETUAL_FEATURES, ctx, out)

@@ -43,6 +43,8 @@ from feature_service.datasets import (
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.offline import vectors_to_table
 from feature_service.engine.vector import FeatureVector
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
 from feature_service.market.events import Kline, Trade
@@ -139,6 +141,7 @@ def compute_rows(
     window: Period,
     keep: Period,
     progress: _Progress,
+    plan: FeaturePlan = BUNDLED_PLAN,
 ) -> pd.DataFrame:
     """Feature rows of ``req.interval_s`` with close times in ``keep``, replaying every stored
     event of ``window`` through the engine in batches (memory grows with rows, not events).
@@ -146,6 +149,8 @@ def compute_rows(
     Each row also gets ``reference_price`` (the last trade price, else the last confirmed candle
     close, received before the row's time): the target's price when the window has no order
     book at all (backfilled klines, imported trades), so such a dataset still has labels."""
+    # A plan with normalisation samples every 1 s close, so the engine must close them all.
+    intervals = {req.interval_s, 1} if plan.needs_every_second else {req.interval_s}
     # State as of the window's start from the stored history before it (the last checkpoint or
     # snapshot, the candle lookback, ...): rows equal what live published, whatever the period.
     boundary = IngestBoundary()
@@ -153,7 +158,7 @@ def compute_rows(
         raw_root,
         [req.symbol],
         window.start_us,
-        engine=FeatureEngine(intervals_s=[req.interval_s]),
+        engine=FeatureEngine(intervals_s=sorted(intervals), plan=plan),
         boundary=boundary,
     )
     reader = RawReader(raw_root)
@@ -165,7 +170,7 @@ def compute_rows(
 
     def take(vectors: list[FeatureVector]) -> None:
         for v in vectors:
-            if keep.start_us <= v.timestamp <= keep.end_us:
+            if v.interval_s == req.interval_s and keep.start_us <= v.timestamp <= keep.end_us:
                 pending.append(v)
                 prices.append(last_trade if last_trade is not None else last_close)
         if len(pending) >= BATCH_ROWS:
@@ -173,7 +178,7 @@ def compute_rows(
 
     def flush() -> None:
         if pending:
-            frame = vectors_to_table(pending).to_pandas()
+            frame = vectors_to_table(pending, plan=plan).to_pandas()
             frame[REFERENCE_PRICE] = pd.array(prices, dtype="Float64")
             batches.append(frame)
             progress.rows += len(pending)
@@ -199,7 +204,7 @@ def compute_rows(
     take(engine.advance_to(window.end_us))
     flush()
     if not batches:
-        empty = vectors_to_table([]).to_pandas()
+        empty = vectors_to_table([], plan=plan).to_pandas()
         empty[REFERENCE_PRICE] = pd.array([], dtype="Float64")
         return empty
     return pd.concat(batches, ignore_index=True)
@@ -240,7 +245,7 @@ def build_dataset(
     window = guard.read_window(span)
     tracker = _Progress(window, progress)
     keep = Period(span.start_us, span.end_us + guard.horizon_s * 1_000_000)
-    rows = compute_rows(req, raw_root, window, keep, tracker)
+    rows = compute_rows(req, raw_root, window, keep, tracker, registry.plan or BUNDLED_PLAN)
     missing = missing_inputs(raw_root, req.symbol, window)
     if "orderbook" not in missing:
         rows = rows.drop(columns=[REFERENCE_PRICE])  # targets come from the mid, as always

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.vectorstore import read_archived
 from feature_service.engine.core import FeatureEngine
-from feature_service.features.catalog import FEATURE_NAMES
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
 from feature_service.services.state_asof import state_as_of
@@ -55,6 +57,8 @@ class IdentityReport:
 
 
 def _same(a: object, b: object) -> bool:
+    if b is _MISSING:
+        return False
     a_null = a is None or (isinstance(a, float) and math.isnan(a))
     b_null = b is None or (isinstance(b, float) and math.isnan(b))
     if a_null or b_null:
@@ -72,8 +76,14 @@ def validate_identity(
     end_us: int,
     intervals_s: list[int],
     max_examples: int = 20,
+    plans: Mapping[str, FeaturePlan] | None = None,
     warm_start: bool = True,
 ) -> IdentityReport:
+    """``plans`` maps registry versions to their plans (default: the bundled one). Each live
+    vector is checked against its own version: where the archive shows the version changing at
+    a boundary, the offline engine switches to that version's plan at the same boundary, exactly
+    as the live engine did."""
+    plans = plans or {BUNDLED_PLAN.version: BUNDLED_PLAN}
     report = IdentityReport(symbol, interval_s)
     live = read_archived(vectors_root, symbol, interval_s, start_us, end_us)
     if live.empty:
@@ -85,32 +95,51 @@ def validate_identity(
         report.sessions += 1
         rows = live[sessions == session_start]
         stamps = live_ts[sessions == session_start]
+        versions = rows["feature_registry_version"].tolist()
+        changes = [
+            (t, v)
+            for i, (t, v) in enumerate(zip(stamps.tolist(), versions, strict=True))
+            if i == 0 or v != versions[i - 1]
+        ]
+        unknown = sorted({v for _, v in changes} - set(plans))
+        if unknown:
+            raise KeyError(f"no plan for registry version(s) {unknown}")
         last = int(stamps.max())
+        first_version = changes[0][1]
+        engine = FeatureEngine(
+            intervals_s=intervals_s, plan=plans[first_version], registry_version=first_version
+        )
         boundary = IngestBoundary()
-        engine = FeatureEngine(intervals_s=intervals_s)
         if warm_start:
             # The live session started from state as of its start (warm start): so does this.
             engine, _ = state_as_of(
                 raw_root, [symbol], session_start, engine=engine, boundary=boundary
             )
+        pending = changes[1:]
         offline: dict[int, dict[str, float | int | None]] = {}
         events = stored_events(
             reader, boundary, symbols=[symbol], start_us=session_start, end_us=last
         )
         for event in events:
-            for vector in engine.process(event):
-                if vector.interval_s == interval_s:
-                    offline[vector.timestamp] = vector.features
-        for vector in engine.advance_to(last):
-            if vector.interval_s == interval_s:
-                offline[vector.timestamp] = vector.features
-        for t, (_, row) in zip(stamps.tolist(), rows.iterrows(), strict=True):
+            # Scheduled once a state exists (or its time has come): with no state at all the
+            # engine would switch at once, as the live one does before its first event.
+            if (
+                pending
+                and engine.switch is None
+                and (engine.states or event.receive_ts >= pending[0][0])
+            ):
+                at, version = pending.pop(0)
+                engine.schedule_switch(plans[version], version, at)
+            _take(engine.process(event), interval_s, offline)
+        _take(engine.advance_to(last), interval_s, offline)
+        for t, version, (_, row) in zip(stamps.tolist(), versions, rows.iterrows(), strict=True):
             expected = offline.get(t)
             if expected is None:
                 report.missing_offline += 1
                 continue
             report.compared += 1
-            bad = [name for name in FEATURE_NAMES if not _same(row[name], expected[name])]
+            names = plans[version].names
+            bad = [n for n in names if not _same(row.get(n), expected.get(n, _MISSING))]
             if not bad:
                 report.identical_rows += 1
             for name in bad:
@@ -120,8 +149,18 @@ def validate_identity(
                         {
                             "timestamp_us": t,
                             "feature": name,
-                            "live": row[name],
-                            "offline": expected[name],
+                            "version": version,
+                            "live": row.get(name),
+                            "offline": expected.get(name),
                         }
                     )
     return report
+
+
+_MISSING = object()  # a name the offline vector lacks never equals a live value
+
+
+def _take(vectors: list[Any], interval_s: int, into: dict[int, Any]) -> None:
+    for vector in vectors:
+        if vector.interval_s == interval_s:
+            into[vector.timestamp] = vector.features

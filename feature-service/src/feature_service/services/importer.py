@@ -24,7 +24,7 @@ from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.book.checkpoint import BookCheckpoint
 from feature_service.book.orderbook import OrderBook
 from feature_service.engine.checkpoints import BookCheckpointer
-from feature_service.features.state import CHURN_WINDOW_US
+from feature_service.features.state import DEFAULT_CHURN_WINDOW_US
 from feature_service.ingest import IngestBoundary
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import US_PER_S, BookDelta, BookSnapshot, MarketEvent
@@ -143,7 +143,7 @@ def import_recording(
                 book = books.get(event.symbol)
                 if book is None:
                     book = books[event.symbol] = OrderBook(
-                        event.symbol, churn_window_us=2 * CHURN_WINDOW_US
+                        event.symbol, churn_window_us=2 * DEFAULT_CHURN_WINDOW_US
                     )
                 # The mid as of each whole second: the book before that second's first event
                 # (what the engine's 1 s grid records), carried by a checkpoint taken in it.

@@ -37,7 +37,9 @@ from feature_service.sample.generator import default_sample_path
 from feature_service.services.backfill_jobs import build_backfill
 from feature_service.services.datasets import DatasetService
 from feature_service.services.depth_status import DepthWatch, depth_report
+from feature_service.services.hot_reload import ComputationUsage, HotReload
 from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
+from feature_service.services.registry import RegistryService
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
 from feature_service.telemetry import Telemetry
@@ -54,7 +56,9 @@ class Runtime:
         store: MetadataStore | None = None,
     ) -> None:
         self.settings = settings
-        self.registry: Registry = load_registry(settings.registry_path)
+        self.registry: Registry = load_registry(
+            settings.registry_path, retention_days=settings.retention_days
+        )
         if not self.registry.is_valid:
             raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
         self.embedded = settings.rabbitmq_url is None and bus is None
@@ -62,6 +66,7 @@ class Runtime:
         self.engine = FeatureEngine(
             intervals_s=settings.intervals,
             registry_version=self.registry.version,
+            plan=self.registry.plan,  # type: ignore[arg-type]  # valid registries have one
             stale_after_s=settings.stale_after_s,
             latency_warning_ms=settings.latency_warning_ms,
             symbols=settings.symbols,
@@ -115,6 +120,16 @@ class Runtime:
             backfill=self.backfill if settings.backfill_auto else None,
             observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
+        # Registry versions: the store's active version replaces the file above at start-up.
+        self.usage = ComputationUsage()
+        self.hot_reload = HotReload(self)
+        self.registry_service = RegistryService(
+            self.store,
+            settings.registry_dir,
+            bundled_path=settings.registry_path,
+            retention_days=settings.retention_days,
+            apply=self.hot_reload.apply,
+        )
         self.replay: ReplaySource | None = None
         self.subscriptions: Any = None
         self.depth_source: Any = None  # services/depth_source.RestDepthSource when "rest"
@@ -132,6 +147,7 @@ class Runtime:
         applied = await self.store.upgrade()
         if applied:
             log.info("metadata_migrations_applied", versions=applied, store=self.store.kind)
+        self.hot_reload.load(await self.registry_service.start())
         self.metrics_writer.start()
         await self.bus.connect()
         await self.bus.ensure_features_topology(s.features_exchange)
@@ -352,6 +368,7 @@ class Runtime:
 
     def _archive_vectors(self, vectors: list[FeatureVector]) -> None:
         self.archive.add(vectors)
+        self.usage.add(vectors)
         self.metrics_writer.on_vectors(vectors)
 
     async def _publish_vector(self, vector: FeatureVector) -> None:

@@ -8,16 +8,18 @@ What ``add`` accepts: confirmed klines of interval ``"1"`` with a finite close a
 non-negative volume, whose ``start`` is strictly later than the last accepted one. Everything
 else is skipped and counted (unconfirmed, other interval, invalid, duplicate, out of order).
 
-Rolling statistics kept per accepted candle, each O(1) per ``add`` and O(1) to read:
-- mean volume of the last 60 and last 1,440 candles (``volume_mean``);
-- mean and population std of the 100 volumes *before* the newest one (``previous_volume_stats``);
-- sample std of the 19 close-to-close simple returns of the last 20 candles (``return_std``).
+Rolling statistics kept per accepted candle, each O(1) per ``add`` and O(1) to read, for the
+spans given at construction (the candle families say which; defaults in brackets):
+- mean volume of the last N candles (``volume_mean``; 60 and 1,440);
+- mean and population std of the N volumes *before* the newest one (``previous_volume_stats``;
+  100);
+- sample std of the N close-to-close simple returns of the last N + 1 candles (``return_std``;
+  19).
 
 Floating-point drift: ``RollingMoments`` keeps sums of values minus a shift (a value of the
 window, which keeps the sum of squares free of the catastrophic cancellation of raw
 ``E[x²] − E[x]²``), bounds the rounding error it has accumulated, and recomputes the sums
-exactly with ``math.fsum`` at every whole hour of candle time (``RESYNC_CANDLES``; aligned to
-candle time, so the sums depend only on the candles held) or sooner when that bound passes 1e-12 of
+exactly with ``math.fsum`` every ``size`` updates or sooner when that bound passes 1e-12 of
 the result (e.g. when a huge volume spike leaves the window). A window of equal values
 (zeros included) is detected exactly by an integer run counter, not by the float sums: its
 mean is exactly that value and its std exactly 0.
@@ -26,7 +28,7 @@ mean is exactly that value and its std exactly 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, overload
 
@@ -108,8 +110,7 @@ class RollingMoments:
     recompute). A float addition ``s += d`` errs by at most ``eps/2 * |s|`` after it, so
     ``_err1`` and ``_err2`` accumulate ``|s|`` and ``|d|`` (resp. ``s2`` and ``d²``) over the
     updates since the last recompute: ``eps`` times them bounds the error of the sums. The sums
-    are recomputed exactly (``math.fsum``) when the caller says so (``on_append(aligned=True)``),
-    and sooner as soon as that
+    are recomputed exactly (``math.fsum``) every ``size`` updates, and sooner as soon as that
     bound exceeds ``RELATIVE_TOLERANCE`` of what the caller reads (the window's sum for
     ``track_mean``, its centred sum of squares for ``track_variance``) -- which is what makes a
     huge volume spike harmless once it has left the window. A recompute costs O(size); outside
@@ -171,8 +172,8 @@ class RollingMoments:
         return min(self.size, max(0, len(self._ring) - self.lag))
 
     def on_append(self, aligned: bool = False) -> None:
-        """After every append. ``aligned``: recompute exactly now (the history passes a whole
-        multiple of ``RESYNC_CANDLES`` minutes; see KlineHistory.add)."""
+        """After every append. ``aligned``: recompute exactly now (KlineHistory passes a whole
+        multiple of ``RESYNC_CANDLES`` minutes of candle time)."""
         ring = self._ring
         held = len(ring)
         if held <= self.lag:
@@ -186,6 +187,8 @@ class RollingMoments:
             self._remove(ring.from_end(self.lag + self.size))
         self._add(entering)
         self._since_resync += 1
+        # Exact recomputes only at aligned points (or when the error bound asks): the sums then
+        # depend on the values held, not on when the window started (state as of T).
         if aligned or self._imprecise():
             self.resync()
 
@@ -295,12 +298,24 @@ class KlineHistory:
         "_returns_window",
         "_volume_means",
         "_volumes",
+        "_windows",
         "stats",
     )
 
-    def __init__(self, maxlen: int = 1500) -> None:
-        if maxlen < MIN_MAXLEN:
-            raise ValueError(f"maxlen must be >= {MIN_MAXLEN} (longest window + 1), got {maxlen}")
+    def __init__(
+        self,
+        maxlen: int = 1500,
+        *,
+        volume_mean_spans: Iterable[int] = VOLUME_MEAN_SPANS,
+        previous_volume_spans: Iterable[int] = (PREVIOUS_VOLUME_SPAN,),
+        return_spans: Iterable[int] = (RETURN_SPAN,),
+    ) -> None:
+        means = sorted(set(volume_mean_spans))
+        previous = sorted(set(previous_volume_spans))
+        returns = sorted(set(return_spans))
+        needed = max((*means, *(s + 1 for s in previous), *returns, 1)) + 1
+        if maxlen < needed:
+            raise ValueError(f"maxlen must be >= {needed} (longest window + 1), got {maxlen}")
         self._klines: RingBuffer[Kline] = RingBuffer(maxlen)
         self._closes: RingBuffer[float] = RingBuffer(maxlen)
         self._volumes: RingBuffer[float] = RingBuffer(maxlen)
@@ -308,11 +323,17 @@ class KlineHistory:
         # and when the previous close is 0 (undefined), which nulls any window holding it.
         self._returns: RingBuffer[float] = RingBuffer(maxlen)
         self._volume_means = {
-            span: RollingMoments(self._volumes, span, track_variance=False)
-            for span in VOLUME_MEAN_SPANS
+            span: RollingMoments(self._volumes, span, track_variance=False) for span in means
         }
-        self._prev_volumes = RollingMoments(self._volumes, PREVIOUS_VOLUME_SPAN, lag=1)
-        self._returns_window = RollingMoments(self._returns, RETURN_SPAN, track_mean=False)
+        self._prev_volumes = {span: RollingMoments(self._volumes, span, lag=1) for span in previous}
+        self._returns_window = {
+            span: RollingMoments(self._returns, span, track_mean=False) for span in returns
+        }
+        self._windows = (
+            *self._volume_means.values(),
+            *self._prev_volumes.values(),
+            *self._returns_window.values(),
+        )
         self._last_start: int | None = None
         self.stats = KlineStats()
 
@@ -356,10 +377,8 @@ class KlineHistory:
         aligned = last_start is None or (
             minute // RESYNC_CANDLES != (last_start // ONE_MINUTE_US) // RESYNC_CANDLES
         )
-        for window in self._volume_means.values():
+        for window in self._windows:
             window.on_append(aligned)
-        self._prev_volumes.on_append(aligned)
-        self._returns_window.on_append(aligned)
         self._last_start = kline.start
         stats.accepted += 1
         return True
@@ -368,12 +387,23 @@ class KlineHistory:
         """Forget every candle (e.g. before a backfill); counters are kept."""
         for ring in (self._klines, self._closes, self._volumes, self._returns):
             ring.clear()
-        for window in (*self._volume_means.values(), self._prev_volumes, self._returns_window):
+        for window in self._windows:
             window.reset()
         self._last_start = None
 
     def __len__(self) -> int:
         return len(self._closes)
+
+    def tracks(
+        self, maxlen: int, means: Iterable[int], previous: Iterable[int], returns: Iterable[int]
+    ) -> bool:
+        """Whether this history already keeps these windows (a new plan can reuse it)."""
+        return (
+            self._closes.capacity >= maxlen
+            and set(means) <= set(self._volume_means)
+            and set(previous) <= set(self._prev_volumes)
+            and set(returns) <= set(self._returns_window)
+        )
 
     @property
     def closes(self) -> Sequence[float]:
@@ -397,19 +427,20 @@ class KlineHistory:
         return self._klines[held - n :]
 
     def volume_mean(self, span: int) -> float | None:
-        """Mean volume of the last ``span`` candles (``span`` in 60, 1440), newest included;
+        """Mean volume of the last ``span`` candles (a tracked span), newest included;
         None with fewer than ``span`` candles."""
         window = self._volume_means.get(span)
         if window is None:
             raise KeyError(
-                f"volume mean span {span} is not tracked; use one of {VOLUME_MEAN_SPANS}"
+                f"volume mean span {span} is not tracked; use one of {tuple(self._volume_means)}"
             )
         return window.mean() if window.n == span else None
 
-    def previous_volume_stats(self) -> tuple[float, float] | None:
-        """(mean, population std) of the 100 volumes before the newest; None with < 101 candles."""
-        window = self._prev_volumes
-        if window.n < PREVIOUS_VOLUME_SPAN:
+    def previous_volume_stats(self, span: int = PREVIOUS_VOLUME_SPAN) -> tuple[float, float] | None:
+        """(mean, population std) of the ``span`` volumes before the newest; None with fewer
+        than ``span + 1`` candles."""
+        window = self._prev_volumes[span]
+        if window.n < span:
             return None
         mean = window.mean()
         std = window.std(ddof=0)
@@ -417,10 +448,10 @@ class KlineHistory:
             return None
         return mean, std
 
-    def return_std(self) -> float | None:
-        """Sample std (ddof=1) of the 19 close-to-close returns of the last 20 candles; None with
-        fewer than 20 candles or when one of those returns has a zero base close."""
-        window = self._returns_window
-        if len(self) < RETURN_SPAN + 1:
+    def return_std(self, span: int = RETURN_SPAN) -> float | None:
+        """Sample std (ddof=1) of the ``span`` close-to-close returns of the last ``span + 1``
+        candles; None with fewer candles or when one of those returns has a zero base close."""
+        window = self._returns_window[span]
+        if len(self) < span + 1:
             return None
         return window.std(ddof=1)

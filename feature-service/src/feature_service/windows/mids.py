@@ -96,6 +96,10 @@ class MidGrid:
         return self._horizon
 
     @property
+    def return_spans_s(self) -> tuple[int, ...]:
+        return tuple(self._windows)
+
+    @property
     def last_boundary(self) -> int | None:
         """The last recorded boundary (microseconds), or None."""
         return None if self._last is None else self._last * US_PER_S

@@ -121,6 +121,21 @@ class TradeWindows:
         """Trades held in the buffer (those the longest window may still need)."""
         return len(self._ts) - self._spans[self.longest].head
 
+    def ensure_spans(self, spans_us: Iterable[int]) -> None:
+        """Track more spans from now on (a new registry version). A new span starts from the
+        trades still held, so it is complete at once when it is no longer than the longest
+        span tracked so far, and fills in over its own length otherwise."""
+        start = self._spans[self.longest].head
+        for span in sorted({int(s) for s in spans_us} - set(self._spans)):
+            if span <= 0:
+                raise ValueError(f"spans must be positive microseconds, got {span}")
+            sp = _Span(span)
+            sp.head = sp.tail = start
+            self._spans[span] = sp
+            self.longest = max(self.longest, span)
+        # the new spans count the held trades at the next advance: let it run
+        self._now = None if self._now is None else self._now - 1
+
     def add(self, trade: Trade) -> None:
         """Append one trade. O(1); it is counted by the first ``advance(t)`` with ``t`` after it."""
         ts_list = self._ts

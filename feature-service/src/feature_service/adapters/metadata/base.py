@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from feature_service.adapters.metadata.records import (
         DataQualityReportRecord,
         DatasetRecord,
+        RegistryAuditRecord,
         RegistryVersionRecord,
     )
 
@@ -114,6 +115,12 @@ class MetadataStore(Protocol):
 
     async def delete_registry_version(self, version: str) -> bool:
         """``ValueError`` for the active version (deactivate by activating another first)."""
+        ...
+
+    async def add_registry_audit(self, record: RegistryAuditRecord) -> None: ...
+
+    async def list_registry_audit(self, version: str | None = None) -> list[RegistryAuditRecord]:
+        """Oldest first; every version's entries when ``version`` is None."""
         ...
 
     # -- data quality reports -----------------------------------------------------------------

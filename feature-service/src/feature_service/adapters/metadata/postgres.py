@@ -28,6 +28,8 @@ from feature_service.adapters.metadata.base import (
     StoreNotConnected,
 )
 from feature_service.adapters.metadata.records import (
+    AUDIT_COLUMNS,
+    AUDIT_FIELDS,
     DATASET_COLUMNS,
     DATASET_FIELDS,
     QUALITY_COLUMNS,
@@ -39,6 +41,7 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
     as_utc,
@@ -381,6 +384,22 @@ class PostgresMetadataStore(PostgresBackfillJobs):
                 raise ValueError(f"registry version {version} is active: activate another first")
             await conn.execute("DELETE FROM feature_registry_versions WHERE version = $1", version)
         return True
+
+    async def add_registry_audit(self, record: RegistryAuditRecord) -> None:
+        values = _rows.values(record, AUDIT_FIELDS)
+        marks = ", ".join(f"${i + 1}" for i in range(len(values)))
+        async with _translate_errors():
+            await self._p.execute(
+                f"INSERT INTO feature_registry_audit ({AUDIT_COLUMNS}) VALUES ({marks})", *values
+            )
+
+    async def list_registry_audit(self, version: str | None = None) -> list[RegistryAuditRecord]:
+        where, args = ("WHERE version = $1", [version]) if version is not None else ("", [])
+        rows = await self._p.fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM feature_registry_audit {where} ORDER BY created_at, id",
+            *args,
+        )
+        return [_rows.audit(r) for r in rows]
 
     # -- data quality reports -----------------------------------------------------------------
     async def insert_quality_report(

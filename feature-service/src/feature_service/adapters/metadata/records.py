@@ -89,6 +89,21 @@ class RegistryVersionRecord:
     compatibility_warnings: list[str] | None = None
     breaking_changes: list[str] | None = None
     activation_reason: str | None = None
+    file_path: str | None = None  # the version's YAML file (the source of truth), migration 025
+    file_hash: str | None = None  # its SHA-256 when last read: a hand edit shows as a mismatch
+
+
+@dataclass(kw_only=True, slots=True)
+class RegistryAuditRecord:
+    """One row of ``feature_registry_audit`` (migration 025): who did what to which version."""
+
+    id: UUID = field(default_factory=uuid4)
+    version: str
+    action: str  # create / activate / rollback / delete / sync / activation_failed
+    actor: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+    created_at: datetime = field(default_factory=utc_now)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -111,6 +126,7 @@ class DataQualityReportRecord:
 
 DATASET_FIELDS: Final = tuple(f.name for f in fields(DatasetRecord))
 REGISTRY_FIELDS: Final = tuple(f.name for f in fields(RegistryVersionRecord))
+AUDIT_FIELDS: Final = tuple(f.name for f in fields(RegistryAuditRecord))
 QUALITY_FIELDS: Final = tuple(f.name for f in fields(DataQualityReportRecord))
 
 DATASET_TIME_FIELDS: Final = frozenset(
@@ -140,7 +156,7 @@ REGISTRY_ARRAY_FIELDS: Final = frozenset(
 )
 
 QUALITY_TIME_FIELDS: Final = frozenset({"period_start", "period_end", "created_at"})
-QUALITY_JSON_FIELDS: Final = frozenset({"anomaly_details", "sequence_gap_details"})
+QUALITY_JSON_FIELDS: Final = frozenset({"anomaly_details", "sequence_gap_details", "details"})
 QUALITY_ARRAY_FIELDS: Final = frozenset({"recommendations"})
 QUALITY_RATE_FIELDS: Final = frozenset({"missing_rate", "anomaly_rate"})
 
@@ -152,6 +168,7 @@ TIME_FIELDS: Final = DATASET_TIME_FIELDS | REGISTRY_TIME_FIELDS | QUALITY_TIME_F
 DATASET_COLUMNS: Final = ", ".join(DATASET_FIELDS)
 REGISTRY_COLUMNS: Final = ", ".join(REGISTRY_FIELDS)
 QUALITY_COLUMNS: Final = ", ".join(QUALITY_FIELDS)
+AUDIT_COLUMNS: Final = ", ".join(AUDIT_FIELDS)
 # An upsert of a registry version replaces every column but its key and creation time.
 REGISTRY_UPSERT_SET: Final = ", ".join(
     f"{n} = excluded.{n}" for n in REGISTRY_FIELDS if n not in ("version", "created_at")
@@ -193,6 +210,9 @@ class RowCodec:
 
     def registry(self, row: Mapping[str, Any]) -> RegistryVersionRecord:
         return RegistryVersionRecord(**self._decoded(row, REGISTRY_FIELDS))
+
+    def audit(self, row: Mapping[str, Any]) -> RegistryAuditRecord:
+        return RegistryAuditRecord(**self._decoded(row, AUDIT_FIELDS))
 
     def quality(self, row: Mapping[str, Any]) -> DataQualityReportRecord:
         values = self._decoded(row, QUALITY_FIELDS)

@@ -104,11 +104,26 @@ _QUALITY: Final = {
     "created_at": _TS,
 }
 
+_REGISTRY_FILES: Final = {"file_path": "string", "file_hash": "string"}
+_REGISTRY_AUDIT: Final = {
+    "id": "uuid",
+    "version": "string",
+    "action": "string",
+    "actor": "string",
+    "reason": "string",
+    "details": "json",
+    "created_at": _TS,
+}
+
 EXPECTED: Final[Mapping[int, Mapping[str, Mapping[str, str]]]] = {
     18: {"datasets": _DATASETS_BASE},
     19: {"feature_registry_versions": _REGISTRY},
     20: {"data_quality_reports": _QUALITY},
     22: {"datasets": {**_DATASETS_BASE, **_DATASETS_BUILDER}},
+    25: {
+        "feature_registry_versions": {**_REGISTRY, **_REGISTRY_FILES},
+        "feature_registry_audit": _REGISTRY_AUDIT,
+    },
 }
 
 

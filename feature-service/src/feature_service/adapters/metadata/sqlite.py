@@ -30,6 +30,8 @@ from feature_service.adapters.metadata.base import (
     StoreNotConnected,
 )
 from feature_service.adapters.metadata.records import (
+    AUDIT_COLUMNS,
+    AUDIT_FIELDS,
     DATASET_ARRAY_FIELDS,
     DATASET_COLUMNS,
     DATASET_FIELDS,
@@ -47,6 +49,7 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
     as_utc,
@@ -363,6 +366,22 @@ class SqliteMetadataStore(SqliteBackfillJobs):
                 raise ValueError(f"registry version {version} is active: activate another first")
             await conn.execute("DELETE FROM feature_registry_versions WHERE version = ?", [version])
         return True
+
+    async def add_registry_audit(self, record: RegistryAuditRecord) -> None:
+        values = _rows.values(record, AUDIT_FIELDS)
+        await self._fetch(
+            f"INSERT INTO feature_registry_audit ({AUDIT_COLUMNS})"
+            f" VALUES ({_placeholders(len(values))}) RETURNING id",
+            values,
+        )
+
+    async def list_registry_audit(self, version: str | None = None) -> list[RegistryAuditRecord]:
+        where, args = ("WHERE version = ?", [version]) if version is not None else ("", [])
+        rows = await self._fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM feature_registry_audit {where} ORDER BY created_at, id",
+            args,
+        )
+        return [_rows.audit(r) for r in rows]
 
     # -- data quality reports -----------------------------------------------------------------
     async def insert_quality_report(
