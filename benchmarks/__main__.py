@@ -29,6 +29,7 @@ SECTIONS: tuple[str, ...] = (
     "ops",
     "history",
     "continuity",
+    "quality",
 )
 
 Runner = Callable[[bool], list[Result]]

@@ -13,6 +13,7 @@ from feature_service.api import (
     routes_datasets,
     routes_features,
     routes_health,
+    routes_quality,
     routes_registry,
     routes_stats,
 )
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_health.router)
     app.include_router(routes_features.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_datasets.router, dependencies=[Depends(require_api_key)])
+    app.include_router(routes_quality.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_registry.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_backfill.router, dependencies=[Depends(require_api_key)])
     app.include_router(routes_stats.router, dependencies=[Depends(require_api_key)])

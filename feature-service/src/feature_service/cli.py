@@ -14,6 +14,7 @@ from feature_service.cli_backfill import backfill as backfill_command
 from feature_service.cli_dataset import app as dataset_app
 from feature_service.cli_db import app as db_app
 from feature_service.cli_import import app as import_app
+from feature_service.cli_quality import quality_app
 from feature_service.cli_registry import app as registry_app
 from feature_service.cli_storage import app as storage_app
 from feature_service.config import load_settings
@@ -24,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(storage_app, name="storage")
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(quality_app, name="quality")
 app.add_typer(registry_app, name="registry")
 app.command("backfill")(backfill_command)
 app.add_typer(import_app, name="import")

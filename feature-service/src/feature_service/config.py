@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     # Continuity: book checkpoints into the raw store, and state restored from it at start-up
     checkpoint_interval_s: float = 60.0
     warm_start: bool = True
+    # Data quality (thresholds: quality/config.py; reports and resync: README "Data quality")
+    quality_skew_threshold_ms: float = 1000.0
+    quality_jump_k: float = 10.0
+    quality_jump_min_return: float = 0.002
+    quality_trade_outside_tolerance: float = 0.005
+    quality_recorder_interval_s: float = 5.0
+    resync_enabled: bool = True
+    resync_min_interval_s: float = 2.0
+    resync_max_interval_s: float = 60.0
 
     # Bybit REST (backfill). Public market data needs no key; testnet: https://api-testnet.bybit.com
     bybit_rest_url: str = "https://api.bybit.com"
@@ -165,6 +174,10 @@ class Settings(BaseSettings):
     @cached_property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @cached_property
+    def quality_dir(self) -> Path:
+        return self.data_dir / "quality"
 
     @cached_property
     def registry_dir(self) -> Path:

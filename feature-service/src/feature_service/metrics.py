@@ -90,6 +90,33 @@ class RuntimeCollector(Collector):
                 book.add_metric([symbol, kind], n)
         yield book
         yield from telemetry_families(self._runtime)
+        yield from _quality_metrics(self._runtime)
+
+
+def _quality_metrics(runtime: Runtime) -> Iterator[Metric]:
+    """What the quality side adds to the telemetry's incident and resync counters."""
+    resyncer = getattr(runtime, "resyncer", None)
+    if resyncer is not None:
+        resync = CounterMetricFamily(
+            "feature_service_book_resync_requests",
+            "Order book resync requests by outcome (requested, sent, merged, delayed, failed, ...)",
+            labels=["outcome"],
+        )
+        for outcome, n in resyncer.summary().items():
+            resync.add_metric([outcome], n)
+        yield resync
+    recorder = getattr(runtime, "quality_recorder", None)
+    if recorder is not None:
+        yield CounterMetricFamily(
+            "feature_service_quality_metric_rows_written",
+            "Rows written to data_quality_metrics",
+            value=recorder.rows_written,
+        )
+        yield CounterMetricFamily(
+            "feature_service_quality_metric_write_failures",
+            "Failed writes to data_quality_metrics (rows are kept and retried)",
+            value=recorder.write_failures,
+        )
 
 
 def histogram_family(

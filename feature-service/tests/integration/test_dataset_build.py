@@ -22,6 +22,7 @@ from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.app import create_app
 from feature_service.config import Settings
 from feature_service.engine.core import FeatureEngine
+from feature_service.engine.offline import QUALITY_COLUMNS
 from feature_service.market.events import (
     US_PER_S,
     BookSnapshot,
@@ -196,9 +197,11 @@ async def test_time_based_build_end_to_end(
         "symbol",
         "interval_s",
         *SHORT_FEATURES,
+        *QUALITY_COLUMNS,  # the quality mask of each row, never mixed into the features
         "target",
         "target_return",
     ]
+    assert splits["train"]["quality_ok"].dtype == bool
 
     # Targets come only from the future: r = mid(t + 10 s) / mid(t) - 1, recomputed here.
     for frame in splits.values():

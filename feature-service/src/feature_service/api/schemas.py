@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,12 @@ class FeatureVectorOut(BaseModel):
         " depth features (FEATURE_SERVICE_DEPTH_SOURCE=rest); null when they come from the stream",
     )
     null_reasons: dict[str, str] = Field(description="why each null feature is null")
+    quality_ok: bool | None = Field(
+        None, description="true when every input was fresh and the book in sync at t"
+    )
+    quality: dict[str, Any] | None = Field(
+        None, description="reasons (when not ok), book_in_sync, age_ms of each input stream"
+    )
 
 
 class HealthCheckOut(BaseModel):

@@ -337,6 +337,13 @@ class OrderBook:
         """``(bid levels, ask levels)`` held."""
         return len(self._bid_prices), len(self._ask_prices)
 
+    def top_of_book(self) -> tuple[float | None, float | None]:
+        """Best bid and best ask held, whatever the status (a crossed book's prices are what
+        the quality monitor reports). Features must use ``best_bid`` / ``best_ask``."""
+        bid = self._bid_prices[-1] if self._bid_prices else None
+        ask = self._ask_prices[0] if self._ask_prices else None
+        return bid, ask
+
     def held_levels(self) -> tuple[list[Level], list[Level]]:
         """Every level held, best first, whatever the status: for inspection and tests only.
         Features must use ``top_bids`` / ``top_asks``, which respect ``usable``."""

@@ -141,6 +141,9 @@ class DatasetBuildRequest(_Strict):
     output_format: OutputFormat = "parquet"
     feature_interval: FeatureInterval = "1s"
     features: list[str] | None = None
+    # Drop rows whose quality mask is not ok (stale input or book out of sync); the manifest
+    # says how many. Targets are computed before, from every row.
+    quality_filter: bool = False
 
     @field_validator("symbol", mode="before")
     @classmethod

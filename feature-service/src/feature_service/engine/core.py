@@ -20,6 +20,7 @@ from feature_service.features.library import FeaturePlan
 from feature_service.features.state import SymbolState
 from feature_service.logging import get_logger
 from feature_service.market.events import US_PER_S, MarketEvent
+from feature_service.quality.monitor import QualityMonitor
 
 log = get_logger(__name__)
 
@@ -37,6 +38,7 @@ class FeatureEngine:
         symbols: Iterable[str] | None = None,
         plan: FeaturePlan = BUNDLED_PLAN,
         state_factory: Callable[[str], SymbolState] | None = None,
+        quality: QualityMonitor | None = None,
     ) -> None:
         self.clock = IntervalClock(intervals_s)
         # The plan (a registry version's operator set) decides what every symbol computes.
@@ -47,6 +49,8 @@ class FeatureEngine:
         self._allowed = frozenset(symbols) if symbols else None
         self._state_factory = state_factory or (lambda symbol: SymbolState(symbol, self.plan))
         self.states: dict[str, SymbolState] = {}
+        # Sees every event right after the book applied it; its mask rides on every vector.
+        self.quality = quality if quality is not None else QualityMonitor()
         self.versions: dict[str, str] = {}  # the version each symbol's state computes
         self.switch: PlanSwitch | None = None
         self._next_close: dict[str, int] = {}
@@ -83,6 +87,7 @@ class FeatureEngine:
             self._last_ts[symbol] = t
         state.on_time(t)
         state.apply(event)
+        self.quality.observe(event, state.book)
         self.events_processed += 1
         return out
 
@@ -211,6 +216,7 @@ class FeatureEngine:
         depth_age = state.depth_age_us
         depth_age_ms = None if depth_age is None else depth_age / 1000.0
         stale = last is None or (t - last) > self._stale_after_us
+        mask = self.quality.mask(symbol, t, state.book)
         for interval_s in closing:
             out.append(
                 FeatureVector(
@@ -225,6 +231,7 @@ class FeatureEngine:
                     data_age_ms=age_ms,
                     stale=stale,
                     depth_age_ms=depth_age_ms,
+                    quality=mask,
                 )
             )
         self.vectors_emitted += len(closing)

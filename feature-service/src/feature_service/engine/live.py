@@ -71,6 +71,7 @@ class LiveEngine:
         raw_sink: RawSink | None = None,
         publish_queue_size: int = 100_000,
         on_vectors: Callable[[list[FeatureVector]], None] | None = None,
+        on_desync: Callable[[str], None] | None = None,
         telemetry: Telemetry | None = None,
         boundary: IngestBoundary | None = None,
         checkpointer: BookCheckpointer | None = None,
@@ -84,6 +85,7 @@ class LiveEngine:
         self._dead_letter = dead_letter
         self._raw_sink = raw_sink
         self._on_vectors = on_vectors
+        self.on_desync = on_desync  # a book went out of sync: request a snapshot (book_resync)
         self.latest: dict[str, dict[int, FeatureVector]] = {}
         self.stats = LiveStats()
         self._outbox: asyncio.Queue[FeatureVector] = asyncio.Queue(maxsize=publish_queue_size)
@@ -113,6 +115,12 @@ class LiveEngine:
         self.stats.consumed[source] += 1
         self.stats.last_event_receive_us = t
         self.telemetry.on_message(source, events, t)
+        quality = self.engine.quality
+        if quality.desync_started:
+            desynced, quality.desync_started = quality.desync_started, []
+            if self.on_desync is not None:
+                for symbol in desynced:
+                    self.on_desync(symbol)
         if vectors:
             self._deliver(vectors)
         return got

@@ -18,6 +18,15 @@ from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
 from feature_service.market.events import MarketEvent
+from feature_service.quality.monitor import STREAMS
+
+# The quality mask as columns (after the features; never part of them).
+QUALITY_COLUMNS = (
+    "quality_ok",
+    "quality_reasons",
+    "book_in_sync",
+    *(f"age_ms_{stream}" for stream in STREAMS),
+)
 
 
 def vector_schema(plan: FeaturePlan = BUNDLED_PLAN) -> pa.Schema:
@@ -34,7 +43,11 @@ def vector_schema(plan: FeaturePlan = BUNDLED_PLAN) -> pa.Schema:
         pa.field("data_age_ms", pa.float64()),
         pa.field("stale", pa.bool_()),
         pa.field("depth_age_ms", pa.float64()),
+        pa.field("quality_ok", pa.bool_()),
+        pa.field("quality_reasons", pa.string()),
+        pa.field("book_in_sync", pa.bool_()),
     ]
+    fields += [pa.field(f"age_ms_{stream}", pa.float64()) for stream in STREAMS]
     return pa.schema(fields)
 
 
@@ -54,6 +67,12 @@ def vectors_to_table(
     columns["data_age_ms"] = [v.data_age_ms for v in rows]
     columns["stale"] = [v.stale for v in rows]
     columns["depth_age_ms"] = [v.depth_age_ms for v in rows]
+    masks = [v.quality for v in rows]
+    columns["quality_ok"] = [None if m is None else m.ok for m in masks]
+    columns["quality_reasons"] = [None if m is None else ",".join(m.reasons) for m in masks]
+    columns["book_in_sync"] = [None if m is None else m.book_in_sync for m in masks]
+    for stream in STREAMS:
+        columns[f"age_ms_{stream}"] = [None if m is None else m.age_ms.get(stream) for m in masks]
     return pa.Table.from_pydict(columns, schema=schema or vector_schema(plan))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feature_service.market.timeutil import format_iso_us
+from feature_service.quality.monitor import QualityMask
 
 
 def interval_label(seconds: int) -> str:
@@ -39,6 +40,7 @@ class FeatureVector:
     data_age_ms: float | None = None  # t - receive time of the symbol's last event
     stale: bool = False
     depth_age_ms: float | None = None  # t - receive time of the REST depth book (None: no REST)
+    quality: QualityMask | None = None  # input freshness and book sync (not a feature)
 
     def to_message(self) -> dict[str, Any]:
         """The JSON document published on features.live and served by GET /features/latest
@@ -56,4 +58,13 @@ class FeatureVector:
             "stale": self.stale,
             "depth_age_ms": self.depth_age_ms,
             "null_reasons": self.null_reasons,
+            **quality_fields(self.quality),
         }
+
+
+def quality_fields(mask: QualityMask | None) -> dict[str, Any]:
+    """``quality_ok`` and ``quality`` (reasons, book sync, age of each input stream's last
+    message in ms), kept apart from ``features``: the feature values never change."""
+    if mask is None:
+        return {}
+    return {"quality_ok": mask.ok, "quality": mask.to_message()}

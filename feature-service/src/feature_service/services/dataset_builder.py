@@ -41,7 +41,7 @@ from feature_service.datasets import (
     write_split,
 )
 from feature_service.engine.core import FeatureEngine
-from feature_service.engine.offline import vectors_to_table
+from feature_service.engine.offline import QUALITY_COLUMNS, vectors_to_table
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
@@ -254,8 +254,13 @@ def build_dataset(
     tracker.update(window.end_us, "split", force=True)
 
     rows, dropped = add_targets(rows, req.target_config, req.interval_s)
+    dropped_quality = 0
+    if req.quality_filter:
+        ok = rows["quality_ok"].fillna(False).astype(bool)
+        dropped_quality = int((~ok).sum())
+        rows = rows[ok].reset_index(drop=True)
     features = list(req.selected_features(registry))
-    rows = rows[[*META_COLUMNS, *features, *TARGET_COLUMNS]]
+    rows = rows[[*META_COLUMNS, *features, *QUALITY_COLUMNS, *TARGET_COLUMNS]]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -324,6 +329,8 @@ def build_dataset(
     if missing.get("orderbook"):
         manifest["target_price"] = "reference_price (last trade, else last candle close)"
     manifest["dropped_rows_without_target"] = dropped
+    manifest["quality_filter"] = req.quality_filter
+    manifest["dropped_rows_quality"] = dropped_quality
     manifest["content_sha256"] = manifest_hash(manifest)
     write_manifest(out_dir, manifest)
     tracker.update(window.end_us, "done", force=True)

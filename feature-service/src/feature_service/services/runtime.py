@@ -32,6 +32,7 @@ from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.executions import parse_execution
 from feature_service.metrics import build_registry
+from feature_service.quality.monitor import QualityMonitor
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.sample.generator import default_sample_path
 from feature_service.services.backfill_jobs import build_backfill
@@ -63,6 +64,9 @@ class Runtime:
             raise ValueError(f"feature registry invalid: {list(self.registry.errors)}")
         self.embedded = settings.rabbitmq_url is None and bus is None
         self.bus: MessageBus = bus or create_bus(settings)
+        from feature_service.services.quality_live import log_incident, quality_config
+
+        self.quality_config = quality_config(settings)
         self.engine = FeatureEngine(
             intervals_s=settings.intervals,
             registry_version=self.registry.version,
@@ -70,6 +74,7 @@ class Runtime:
             stale_after_s=settings.stale_after_s,
             latency_warning_ms=settings.latency_warning_ms,
             symbols=settings.symbols,
+            quality=QualityMonitor(self.quality_config, on_incident=log_incident),
         )
         self.raw_writer = RawWriter(
             settings.raw_dir,
@@ -77,6 +82,8 @@ class Runtime:
             flush_age_s=settings.raw_flush_age_s,
         )
         self.telemetry = Telemetry()
+        # The monitor counts every incident when it is detected; /metrics reads that counter.
+        self.telemetry.quality_incidents = self.engine.quality.detected
         self._started = time.monotonic()
         # The embedded replay swaps in its virtual clock once it knows where its recording starts.
         self.live = LiveEngine(
@@ -120,6 +127,15 @@ class Runtime:
             backfill=self.backfill if settings.backfill_auto else None,
             observer=BuildObservers(self.telemetry, self.metrics_writer),
         )
+        from feature_service.adapters.qualitystore import QualityStore
+        from feature_service.services.quality_report import QualityReports
+
+        self.quality_store = QualityStore(settings.quality_dir)
+        self.quality_reports = QualityReports(
+            settings.raw_dir, self.quality_store, self.store, self.quality_config
+        )
+        self.quality_recorder: Any = None
+        self.resyncer: Any = None
         # Registry versions: the store's active version replaces the file above at start-up.
         self.usage = ComputationUsage()
         self.hot_reload = HotReload(self)
@@ -164,6 +180,7 @@ class Runtime:
         if s.consume_orders:
             spec = QueueSpec.ws_gateway(s.queue_order)
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
+        self._start_quality()
         self.live.start()
         if self.backfill is not None:
             await self.backfill.start()
@@ -202,6 +219,38 @@ class Runtime:
         self.live.clock = clock
         replay.start(shift, clock)
         self.replay = replay
+
+    def _start_quality(self) -> None:
+        from feature_service.services.book_resync import BookResyncer
+        from feature_service.services.quality_live import QualityRecorder
+
+        s = self.settings
+        self.quality_recorder = QualityRecorder(
+            self.engine.quality,
+            self.quality_store,
+            self.live.clock.now_us,
+            store=self.store,
+            symbols=s.symbols,
+            interval_s=s.quality_recorder_interval_s,
+        )
+        self.quality_recorder.start()
+        if s.ws_gateway_url and s.resync_enabled:
+            from feature_service.adapters.clients.ws_gateway import WsGatewayClient
+
+            client = WsGatewayClient(s.ws_gateway_url, s.ws_gateway_api_key or "")
+            self.resyncer = BookResyncer(
+                client,
+                "feature-service",
+                is_synced=self._book_usable,
+                min_interval_s=s.resync_min_interval_s,
+                max_interval_s=s.resync_max_interval_s,
+                on_sent=self.telemetry.book_resync,
+            )
+            self.live.on_desync = self.resyncer.request
+
+    def _book_usable(self, symbol: str) -> bool:
+        state = self.engine.states.get(symbol)
+        return state is not None and state.book.usable
 
     def _start_subscriptions(self) -> None:
         from feature_service.adapters.clients.ws_gateway import WsGatewayClient
@@ -300,6 +349,9 @@ class Runtime:
         self._tasks.clear()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        if self.resyncer is not None:
+            await self.resyncer.stop()
+            await self.resyncer.client.aclose()
         if self.depth_source is not None:
             await self.depth_source.aclose()
         if self.replay is not None:
@@ -311,6 +363,8 @@ class Runtime:
         if self.backfill is not None:
             await self.backfill.stop()
         await self.live.stop()
+        if self.quality_recorder is not None:
+            await self.quality_recorder.stop()
         await self.raw_writer.close()
         await self.archive.close()
         await self.bus.close()
@@ -417,6 +471,8 @@ class Runtime:
         }
         if self.subscriptions is not None:
             checks["subscriptions"] = {"ok": True, **self.subscriptions.summary()}
+        if self.resyncer is not None:
+            checks["book_resync"] = {"ok": True, **self.resyncer.summary()}
         checks["book_depth"] = self.depth_status()
         return checks
 

@@ -4,8 +4,10 @@ Every failure surfaces as a ``WsGatewayError`` subclass whose ``retryable`` prop
 caller whether trying again can help: 429, 5xx, connection failures and timeouts can; other 4xx
 (a wrong API key, a missing symbol, an unknown channel) cannot.
 
-There is deliberately no method to cancel a subscription: Feature Service never cancels its
-subscriptions (other instances, or the next start, rely on them staying active).
+Feature Service never cancels its subscriptions for good (other instances, or the next start,
+rely on them staying active). The one cancel it makes is inside ``resubscribe``, immediately
+followed by the new subscription: the only way the contract offers to make ws-gateway send
+Bybit a fresh ``subscribe``, which is what produces a new order book snapshot.
 """
 
 from __future__ import annotations
@@ -316,6 +318,23 @@ class WsGatewayClient:
         # The contract says 200; 201 is accepted so a more RESTful gateway version still works.
         data = await self._request("POST", SUBSCRIPTIONS_PATH, json=body, ok=(200, 201))
         return Subscription.from_json(data)
+
+    async def resubscribe(
+        self, channel_type: str, symbol: str, requesting_service: str
+    ) -> Subscription:
+        """Cancel this service's active subscriptions of the topic, then subscribe again.
+
+        ws-gateway returns an existing row for a repeated POST without contacting Bybit; only
+        a new row makes it send ``subscribe`` (and Bybit answer with a snapshot)."""
+        active = await self.list_subscriptions(
+            requesting_service=requesting_service, is_active=True, channel_type=channel_type
+        )
+        for sub in active:
+            if sub.symbol == symbol:
+                await self._request(
+                    "DELETE", f"{SUBSCRIPTIONS_PATH}/{quote(sub.id, safe='')}", ok=(200, 404)
+                )
+        return await self.subscribe(channel_type, symbol, requesting_service)
 
     async def list_subscriptions(
         self,

@@ -7,6 +7,7 @@ Constraint violations of either backend surface as ``ConstraintViolation``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from feature_service.adapters.metadata.records import (
         DataQualityReportRecord,
         DatasetRecord,
+        QualityMetricRow,
         RegistryAuditRecord,
         RegistryVersionRecord,
     )
@@ -127,6 +129,10 @@ class MetadataStore(Protocol):
     async def insert_quality_report(
         self, record: DataQualityReportRecord
     ) -> DataQualityReportRecord: ...
+
+    async def insert_quality_metrics(self, rows: Sequence[QualityMetricRow]) -> int:
+        """Append rows to ``data_quality_metrics`` (migration 024) in one transaction."""
+        ...
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +34,8 @@ from feature_service.adapters.metadata.records import (
     DATASET_FIELDS,
     QUALITY_COLUMNS,
     QUALITY_FIELDS,
+    QUALITY_METRIC_COLUMNS,
+    QUALITY_METRIC_FIELDS,
     QUALITY_RATE_FIELDS,
     REGISTRY_COLUMNS,
     REGISTRY_FIELDS,
@@ -41,6 +43,7 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    QualityMetricRow,
     RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
@@ -413,6 +416,17 @@ class PostgresMetadataStore(PostgresBackfillJobs):
                 *values,
             )
         return _rows.quality(row)
+
+    async def insert_quality_metrics(self, rows: Sequence[QualityMetricRow]) -> int:
+        if not rows:
+            return 0
+        async with _translate_errors(), self._p.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO data_quality_metrics ({QUALITY_METRIC_COLUMNS})"
+                f" VALUES ({_placeholders(len(QUALITY_METRIC_FIELDS))})",
+                [r.values(iso=False) for r in rows],
+            )
+        return len(rows)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime

@@ -124,6 +124,49 @@ class DataQualityReportRecord:
     created_at: datetime = field(default_factory=utc_now)
 
 
+@dataclass(kw_only=True, slots=True, frozen=True)
+class QualityMetricRow:
+    """One row of ``data_quality_metrics``: one symbol's quality over one minute."""
+
+    symbol: str
+    metric_timestamp: datetime
+    missing_rate: float
+    anomaly_rate: float
+    sequence_gaps_count: int
+    desynchronization_events_count: int
+    data_completeness_rate: float
+    trace_id: str | None = None
+    id: UUID = field(default_factory=uuid4)
+
+    def values(self, *, iso: bool) -> tuple[Any, ...]:
+        """Column values in ``QUALITY_METRIC_FIELDS`` order; SQLite stores text."""
+        ts = self.metric_timestamp.replace(tzinfo=None)
+        return (
+            str(self.id) if iso else self.id,
+            self.symbol,
+            ts.isoformat() if iso else ts,
+            round(self.missing_rate, 4),
+            round(self.anomaly_rate, 4),
+            self.sequence_gaps_count,
+            self.desynchronization_events_count,
+            round(self.data_completeness_rate, 4),
+            self.trace_id,
+        )
+
+
+QUALITY_METRIC_FIELDS: Final = (
+    "id",
+    "symbol",
+    "metric_timestamp",
+    "missing_rate",
+    "anomaly_rate",
+    "sequence_gaps_count",
+    "desynchronization_events_count",
+    "data_completeness_rate",
+    "trace_id",
+)
+QUALITY_METRIC_COLUMNS: Final = ", ".join(QUALITY_METRIC_FIELDS)
+
 DATASET_FIELDS: Final = tuple(f.name for f in fields(DatasetRecord))
 REGISTRY_FIELDS: Final = tuple(f.name for f in fields(RegistryVersionRecord))
 AUDIT_FIELDS: Final = tuple(f.name for f in fields(RegistryAuditRecord))

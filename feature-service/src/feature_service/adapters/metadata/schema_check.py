@@ -104,6 +104,18 @@ _QUALITY: Final = {
     "created_at": _TS,
 }
 
+_QUALITY_METRICS: Final = {
+    "id": "uuid",
+    "symbol": "string",
+    "metric_timestamp": _TS,
+    "missing_rate": "numeric",
+    "anomaly_rate": "numeric",
+    "sequence_gaps_count": "integer",
+    "desynchronization_events_count": "integer",
+    "data_completeness_rate": "numeric",
+    "trace_id": "string",
+    "created_at": _TS,
+}
 _REGISTRY_FILES: Final = {"file_path": "string", "file_hash": "string"}
 _REGISTRY_AUDIT: Final = {
     "id": "uuid",
@@ -120,6 +132,7 @@ EXPECTED: Final[Mapping[int, Mapping[str, Mapping[str, str]]]] = {
     19: {"feature_registry_versions": _REGISTRY},
     20: {"data_quality_reports": _QUALITY},
     22: {"datasets": {**_DATASETS_BASE, **_DATASETS_BUILDER}},
+    24: {"data_quality_metrics": _QUALITY_METRICS},
     25: {
         "feature_registry_versions": {**_REGISTRY, **_REGISTRY_FILES},
         "feature_registry_audit": _REGISTRY_AUDIT,

@@ -40,6 +40,8 @@ from feature_service.adapters.metadata.records import (
     QUALITY_COLUMNS,
     QUALITY_FIELDS,
     QUALITY_JSON_FIELDS,
+    QUALITY_METRIC_COLUMNS,
+    QUALITY_METRIC_FIELDS,
     QUALITY_RATE_FIELDS,
     REGISTRY_ARRAY_FIELDS,
     REGISTRY_COLUMNS,
@@ -49,6 +51,7 @@ from feature_service.adapters.metadata.records import (
     TIME_FIELDS,
     DataQualityReportRecord,
     DatasetRecord,
+    QualityMetricRow,
     RegistryAuditRecord,
     RegistryVersionRecord,
     RowCodec,
@@ -395,6 +398,17 @@ class SqliteMetadataStore(SqliteBackfillJobs):
         )
         assert row is not None
         return _rows.quality(row)
+
+    async def insert_quality_metrics(self, rows: Sequence[QualityMetricRow]) -> int:
+        if not rows:
+            return 0
+        async with self._transaction() as conn:
+            await conn.executemany(
+                f"INSERT INTO data_quality_metrics ({QUALITY_METRIC_COLUMNS})"
+                f" VALUES ({_placeholders(len(QUALITY_METRIC_FIELDS))})",
+                [r.values(iso=True) for r in rows],
+            )
+        return len(rows)
 
     async def latest_quality_report(
         self, symbol: str, start: datetime, end: datetime
