@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -44,13 +45,19 @@ def compute(
     end: Annotated[
         str | None, typer.Option("--to", help="Rows before this UTC day or time")
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad line (exit 1, its line number)")
+    ] = False,
 ) -> None:
     """Replay a recording through the feature engine; one row per symbol per interval close.
-    With --from, the lines before it only build the state (nothing is emitted before it)."""
+    Bad lines (truncated, garbled, missing data) are skipped and counted by reason, as the live
+    path dead-letters them; --strict stops at the first instead. Duplicate lines are skipped and
+    counted. With --from, the lines before it only build the state (nothing is emitted before)."""
     from feature_service.engine.core import FeatureEngine
     from feature_service.engine.offline import compute_to_parquet
     from feature_service.ingest import IngestBoundary
     from feature_service.ingest.replay import recording_events
+    from feature_service.market.recording import RecordingError
     from feature_service.registry.loader import load_registry
 
     settings = load_settings()
@@ -69,7 +76,14 @@ def compute(
     )
     boundary = IngestBoundary()
     started = time.perf_counter()
-    events = recording_events(input, boundary)
+    skipped: Counter[str] = Counter()
+
+    def on_error(error: RecordingError) -> None:
+        if strict:
+            raise error
+        skipped[error.reason.value] += 1
+
+    events = recording_events(input, boundary, on_error=on_error)
     if start is not None or end is not None:
         from feature_service.cli_storage import parse_time_us
         from feature_service.engine.warmup import Warmup, after_warmup
@@ -77,12 +91,22 @@ def compute(
         start_us = parse_time_us(start) if start is not None else 0
         end_us = parse_time_us(end) if end is not None else None
         events = after_warmup(events, Warmup(engine, start_us), end_us)
-    summary = compute_to_parquet(events, output, engine, intervals_s=[interval_s])
+    try:
+        summary = compute_to_parquet(events, output, engine, intervals_s=[interval_s])
+    except RecordingError as error:
+        typer.echo(f"line {error.line_no}: {error.reason.value}: {error.cause.detail}", err=True)
+        raise typer.Exit(1) from None
     elapsed = time.perf_counter() - started
     typer.echo(
         f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
     typer.echo(f"duplicates skipped: {boundary.duplicates}")
+    if skipped:
+        total = sum(skipped.values())
+        typer.echo(
+            f"skipped {total} bad lines: "
+            + ", ".join(f"{reason} {n}" for reason, n in skipped.most_common())
+        )
     most = sorted(summary.null_counts.items(), key=lambda kv: -kv[1])[:5]
     if most:
         # Mostly warm-up: candle indicators need history, windows need their span of data.

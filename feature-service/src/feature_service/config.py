@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from feature_service.market.values import ParseLimits
+
 DEMO_API_KEY = "demo-key"
 
 
@@ -83,12 +85,25 @@ class Settings(BaseSettings):
     features_exchange: str = "features.live"
     dataset_ready_queue: str = "features.dataset.ready"
     dataset_build_parallelism: int = 1
+    dataset_max_period_days: float = 366.0  # longer dataset periods are refused (400)
 
     # Embedded replay source (used when rabbitmq_url is unset)
     replay_enabled: bool = True
     replay_path: Path | None = None
     replay_speed: float = 10.0
     replay_loop: bool = True
+
+    # Health and timeouts
+    market_data_stale_after_s: float = 60.0  # no event for a subscribed symbol this long: not ready
+    health_timeout_s: float = 2.0  # each dependency probe of /health
+    db_timeout_s: float = 5.0  # metadata store: connect, pool acquire and each query
+    rabbitmq_heartbeat_s: int = 5  # a silent broker is detected after ~3 missed heartbeats
+    publish_timeout_s: float = 5.0  # a publish without confirm by then fails (never re-sent)
+
+    # Input limits (market/values.py documents every bound)
+    max_message_bytes: int = 1_048_576
+    time_window_s: float = 86_400.0  # exchange/gateway times vs. our receive time, either side
+    kline_window_s: float = 172_800.0  # how old a kline may be (the candle warm-up is 25 h)
 
     # Raw storage (off: acknowledge after the engine step; for compute-only replicas)
     raw_store_enabled: bool = True
@@ -186,6 +201,14 @@ class Settings(BaseSettings):
     @cached_property
     def sqlite_path(self) -> Path:
         return self.data_dir / "feature-service.sqlite3"
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_message_bytes=self.max_message_bytes,
+            time_window_us=int(self.time_window_s * 1_000_000),
+            kline_window_us=int(self.kline_window_s * 1_000_000),
+        )
 
     @property
     def expected_inputs(self) -> tuple[str, ...]:

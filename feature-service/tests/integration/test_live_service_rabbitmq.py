@@ -21,6 +21,7 @@ from feature_service.services.identity import validate_identity
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
+from tests.fixtures.market_messages import recent, shift_to_now
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,6 +50,7 @@ async def test_live_vectors_equal_the_feature_library_on_the_same_events(
     tmp_path: Path, broker: Broker, sample_events: list[MarketEvent]
 ) -> None:
     events = _slice(sample_events, dense_seconds=40)
+    shift = shift_to_now(events[-1].receive_ts)  # recorded times -> now (time window)
     await broker.declare_inputs()
     runtime = Runtime(_settings(tmp_path, broker))
     await runtime.start()
@@ -57,7 +59,8 @@ async def test_live_vectors_equal_the_feature_library_on_the_same_events(
         for event in events:
             kind = event_type_of(event).value
             await broker.publish(
-                broker.names.input(kind), event_to_envelope(event, include_service_time=False)
+                broker.names.input(kind),
+                recent(event_to_envelope(event, include_service_time=False), shift),
             )
         await wait_until(
             lambda: sum(runtime.raw_writer.stats.rows_written.values()) >= len(events),
@@ -126,6 +129,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
     tmp_path: Path, broker: Broker, sample_events: list[MarketEvent]
 ) -> None:
     events = _slice(sample_events, dense_seconds=5)
+    shift = shift_to_now(events[-1].receive_ts)  # recorded times -> now (time window)
     await broker.declare_inputs()
     runtime = Runtime(_settings(tmp_path, broker))
     await runtime.start()
@@ -133,8 +137,11 @@ async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
         "trade": b"{not json",
         "orderbook": orjson.dumps(
             {
-                **event_to_envelope(
-                    next(e for e in events if event_type_of(e).value == "orderbook")
+                **recent(
+                    event_to_envelope(
+                        next(e for e in events if event_type_of(e).value == "orderbook")
+                    ),
+                    shift,
                 ),
                 "payload": {"s": "BTCUSDT", "b": [["-1", "1"]], "a": [], "u": 5, "type": "delta"},
             }
@@ -145,7 +152,8 @@ async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
         for i, event in enumerate(events):
             kind = event_type_of(event).value
             await broker.publish(
-                broker.names.input(kind), event_to_envelope(event, include_service_time=False)
+                broker.names.input(kind),
+                recent(event_to_envelope(event, include_service_time=False), shift),
             )
             if i == len(events) // 2:
                 for queue_kind, body in bad.items():

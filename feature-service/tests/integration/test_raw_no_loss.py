@@ -31,7 +31,8 @@ from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-BASE_MS = 1_795_600_000_000  # 2026-11-25, a recent day so retention keeps it hot
+# The current minute: recent enough for retention and for the parser's time window.
+BASE_MS = time.time_ns() // 60_000_000_000 * 60_000
 
 
 def free_port() -> int:
@@ -81,6 +82,22 @@ class ServiceProcess:
                     return
                 await asyncio.sleep(0.2)
         raise AssertionError(f"service did not become ready: {self.log.read_text()[-2000:]}")
+
+    def consumed(self) -> int:
+        """Messages consumed so far, from /metrics (0 while it does not answer)."""
+        try:
+            r = httpx.get(
+                f"http://127.0.0.1:{self.port}/metrics",
+                headers={"X-API-Key": "demo-key"},
+                timeout=1.0,
+            )
+        except httpx.HTTPError:
+            return 0
+        total = 0.0
+        for line in r.text.splitlines():
+            if line.startswith("feature_service_messages_consumed_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -170,3 +187,44 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     for path in raw.rglob("*.parquet"):
         assert pq.read_table(path).num_rows > 0, path
     assert await broker.message_count(queue) == 0
+
+
+async def test_sigterm_stops_consuming_flushes_and_acks_everything_it_took(
+    tmp_path: Path, broker: Broker, service_factory
+) -> None:
+    """Graceful shutdown: every message the process took is stored and acknowledged before it
+    exits, so nothing is lost and nothing is stored twice by the next process."""
+    n = 3000
+    await broker.declare_inputs()
+    first = service_factory()
+    first.env["FEATURE_SERVICE_RAW_FLUSH_AGE_S"] = "30"  # only the shutdown flush writes
+    first.env["FEATURE_SERVICE_RAW_FLUSH_ROWS"] = "100000"
+    first.start()
+    await first.wait_ready()
+    queue = broker.names.input("trade")
+    for i in range(n):
+        await broker.publish(queue, trade_message(i))
+    raw = tmp_path / "raw"
+    await wait_until(lambda: first.consumed() > 0, 30, "consumption started")
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal: exit status -SIGTERM.
+    assert first.proc.wait(timeout=60) in (0, -signal.SIGTERM), first.log.read_text()[-3000:]
+    stored = sum(pq.read_metadata(p).num_rows for p in raw.rglob("*.parquet"))
+    left = await broker.ready_count(queue)
+    assert stored > 0, "nothing was flushed at shutdown"
+    assert stored + left == n, f"stored {stored} + still queued {left} != {n}"
+
+    second = service_factory()
+    second.start()
+    await second.wait_ready()
+    await wait_until(
+        lambda: sum(pq.read_metadata(p).num_rows for p in raw.rglob("*.parquet")) >= n,
+        90,
+        "the rest stored",
+    )
+    second.stop()
+    physical = sum(pq.read_metadata(p).num_rows for p in raw.rglob("*.parquet"))
+    assert physical == n, "a message stored by the first process was delivered again"
+    ids = sorted(e.trade_id for e in RawReader(raw).iter_events(kinds=["trades"]))
+    assert ids == [f"trade-{i:06d}" for i in range(n)]

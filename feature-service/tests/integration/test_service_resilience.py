@@ -10,11 +10,12 @@ import orjson
 from feature_service.config import Settings
 from feature_service.services.runtime import Runtime
 from tests.fixtures.fake_ws_gateway import FakeWsGateway
-from tests.fixtures.market_messages import envelope_trade
+from tests.fixtures.market_messages import envelope_trade, recent
 from tests.fixtures.waiting import wait_until
 
 S = 1_000_000
 T0 = 1_795_600_000 * S
+T0_SHIFT = T0 - 1_737_972_000_000_000  # the contract trade's minute -> T0
 
 
 class ManualClock:
@@ -56,7 +57,7 @@ async def test_subscriptions_wait_for_ws_gateway_without_blocking_the_service(
         checks = await runtime.health_checks()
         assert checks["bus"]["ok"] and checks["subscriptions"]["pending"] == 8
         # The service works meanwhile.
-        runtime.live.ingest(orjson.dumps(envelope_trade()), "q")
+        runtime.live.ingest(orjson.dumps(recent(envelope_trade())), "q")
         assert runtime.engine.events_processed == 1
 
         await gateway.astart()
@@ -135,7 +136,7 @@ async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
     clock = ManualClock(T0 + 100)
     runtime.live.clock = clock
     try:
-        runtime.live.ingest(orjson.dumps(envelope_trade(trade_id="a")), "q")
+        runtime.live.ingest(orjson.dumps(recent(envelope_trade(trade_id="a"), T0_SHIFT)), "q")
         clock.now = T0 + 2 * S
         runtime.live.tick()
         fresh = runtime.live.latest_vector("BTCUSDT")
@@ -155,7 +156,7 @@ async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
         clock.now = T0 + 20 * S + 500
         # Another message: ws-gateway gives it its own event_id (the same id is a redelivery).
         second = envelope_trade(trade_id="b", event_id="c7f1e9a0-2b3d-4e5f-8a9b-0c1d2e3f4a5b")
-        runtime.live.ingest(orjson.dumps(second), "q")
+        runtime.live.ingest(orjson.dumps(recent(second, T0_SHIFT)), "q")
         clock.now = T0 + 21 * S
         runtime.live.tick()
         recovered = runtime.live.latest_vector("BTCUSDT")

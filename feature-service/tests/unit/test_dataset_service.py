@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,44 @@ class FakeBuilds:
         self.release.setdefault(key, threading.Event()).set()
 
 
+class ThreadBuild:
+    """The build runner seam: runs the fake in a thread instead of a worker process."""
+
+    fake: FakeBuilds
+
+    def __init__(self, request: dict[str, Any], registry: Any, raw: Path, out: Path) -> None:
+        self.args = (DatasetBuildRequest.model_validate(request), registry, raw, out)
+        self.cancelled = False
+
+    async def run(self, on_progress: Any) -> BuildResult:
+        loop = asyncio.get_running_loop()
+
+        def progress(p: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(on_progress, p)
+
+        result = await asyncio.to_thread(self.fake, *self.args, progress=progress)
+        if self.cancelled:
+            from feature_service.services.workers import BuildCancelled
+
+            raise BuildCancelled("cancelled by request")
+        return result
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.fake.finish(self.args[3].name)
+
+
 @pytest.fixture
 async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     fake = FakeBuilds()
-    monkeypatch.setattr(datasets_module, "build_dataset", fake)
+    ThreadBuild.fake = fake
     monkeypatch.setattr(datasets_module, "check_data_available", lambda raw, req: None)
     store = SqliteMetadataStore(tmp_path / "meta.sqlite3")
     await store.connect()
     await store.upgrade()
-    svc = DatasetService(store, load_registry(), tmp_path / "raw", tmp_path / "datasets")
+    svc = DatasetService(
+        store, load_registry(), tmp_path / "raw", tmp_path / "datasets", build_runner=ThreadBuild
+    )
     await svc.start()
     yield svc, fake, store
     for event in fake.release.values():
@@ -143,19 +173,23 @@ async def test_invalid_requests_are_refused_with_reasons(service) -> None:  # ty
 
 async def test_a_restart_resumes_unfinished_builds(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     fake = FakeBuilds()
-    monkeypatch.setattr(datasets_module, "build_dataset", fake)
+    ThreadBuild.fake = fake
     monkeypatch.setattr(datasets_module, "check_data_available", lambda raw, req: None)
     store = SqliteMetadataStore(tmp_path / "meta.sqlite3")
     await store.connect()
     await store.upgrade()
-    first = DatasetService(store, load_registry(), tmp_path / "raw", tmp_path / "datasets")
+    first = DatasetService(
+        store, load_registry(), tmp_path / "raw", tmp_path / "datasets", build_runner=ThreadBuild
+    )
     await first.start()
     a = await first.submit(_request(0))
     b = await first.submit(_request(1))
     await _until(lambda: fake.started == [str(a.id)])
     await first.stop()  # the process dies with a building and b queued
 
-    second = DatasetService(store, load_registry(), tmp_path / "raw", tmp_path / "datasets")
+    second = DatasetService(
+        store, load_registry(), tmp_path / "raw", tmp_path / "datasets", build_runner=ThreadBuild
+    )
     await second.start()
     await _until(lambda: fake.started[1:] == [str(a.id)])  # a runs again first, then b
     fake.finish(str(a.id))
@@ -167,3 +201,34 @@ async def test_a_restart_resumes_unfinished_builds(tmp_path: Path, monkeypatch) 
     assert {r.status for r in await store.list_datasets()} == {"ready"}
     await second.stop()
     await store.close()
+
+
+async def test_a_period_longer_than_the_limit_is_refused_with_the_limit(service) -> None:  # type: ignore[no-untyped-def]
+    svc, fake, _ = service
+    req = _request(0).model_copy(
+        update={
+            "train_period_start": datetime(1, 1, 1, tzinfo=UTC),
+            "test_period_end": datetime(9999, 12, 31, tzinfo=UTC),
+        }
+    )
+    with pytest.raises(DatasetRequestError) as info:
+        await svc.submit(req)
+    assert "the limit is 366 days" in str(info.value)
+    assert fake.started == []
+
+
+async def test_queued_and_running_builds_can_be_cancelled(service) -> None:  # type: ignore[no-untyped-def]
+    svc, fake, store = service
+    running = await svc.submit(_request(0))
+    queued = await svc.submit(_request(1))
+    await _until(lambda: fake.started == [str(running.id)])
+
+    rec = await svc.cancel(queued.id)
+    assert rec is not None and rec.status == "failed" and "cancelled" in rec.error_message
+    assert svc.queue_position(queued.id) is None
+
+    await svc.cancel(running.id)
+    await _wait_status(store, running.id, "failed")
+    assert "cancelled" in (await store.get_dataset(running.id)).error_message
+    assert fake.started == [str(running.id)]  # the queued one never ran
+    assert await svc.cancel(running.id) is None  # finished: nothing to cancel

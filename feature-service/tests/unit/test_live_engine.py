@@ -33,15 +33,26 @@ class FakeDelivery:
     body: bytes
     queue: str = "ws-gateway.trade"
     acked: int = 0
+    requeued: int = 0
 
     async def ack(self) -> None:
         self.acked += 1
+
+    async def nack(self, requeue: bool) -> None:
+        assert requeue, "nack without requeue would drop the message"
+        self.requeued += 1
 
 
 @dataclass
 class FakeRawSink:
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     events: list[MarketEvent] = field(default_factory=list)
+    healthy: bool = True
+    _recovered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_healthy(self) -> None:
+        while not self.healthy:
+            await self._recovered.wait()
 
     def submit(self, event: MarketEvent, raw: bytes | str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -92,18 +103,86 @@ async def test_ack_waits_for_durable_storage() -> None:
     assert delivery.acked == 1
 
 
-async def test_failed_storage_leaves_the_message_unacknowledged() -> None:
+async def test_a_record_that_can_never_be_stored_is_dead_lettered_not_left_unacked() -> None:
+    from feature_service.market.errors import UnstorableRecord
+    from tests.fixtures.market_messages import CONTRACT_TRADE
+
+    dead: list[tuple[object, str]] = []
+
+    async def dead_letter(delivery: object, reason: str, detail: str) -> None:
+        dead.append((delivery, reason))
+
+    sink = FakeRawSink()
+    live = LiveEngine(
+        FeatureEngine(), FakeClock(1_737_972_000_200_000), raw_sink=sink, dead_letter=dead_letter
+    )
+    delivery = FakeDelivery(CONTRACT_TRADE.encode())
+    await live.on_delivery(delivery)
+    sink.futures[0].set_exception(UnstorableRecord("symbol not usable as a folder name"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert dead == [(delivery, "unstorable")]
+    assert live.stats.raw_failures == 1
+
+
+async def test_a_store_that_gave_up_hands_the_message_back_to_the_broker() -> None:
     from tests.fixtures.market_messages import CONTRACT_TRADE
 
     sink = FakeRawSink()
     live = LiveEngine(FeatureEngine(), FakeClock(1_737_972_000_200_000), raw_sink=sink)
     delivery = FakeDelivery(CONTRACT_TRADE.encode())
     await live.on_delivery(delivery)
-    sink.futures[0].set_exception(OSError("disk full"))
+    sink.futures[0].set_exception(OSError("disk full at shutdown"))
     for _ in range(3):
         await asyncio.sleep(0)
-    assert delivery.acked == 0
-    assert live.stats.raw_failures == 1
+    assert (delivery.acked, delivery.requeued) == (0, 1)
+
+
+async def test_consumption_pauses_while_storage_fails_and_resumes_by_itself() -> None:
+    from tests.fixtures.market_messages import CONTRACT_TRADE
+
+    sink = FakeRawSink(healthy=False)
+    live = LiveEngine(FeatureEngine(), FakeClock(1_737_972_000_200_000), raw_sink=sink)
+    delivery = FakeDelivery(CONTRACT_TRADE.encode())
+    handler = asyncio.ensure_future(live.on_delivery(delivery))
+    await asyncio.sleep(0.05)
+    assert not handler.done(), "took a new delivery while the raw store was failing"
+    assert live.engine.events_processed == 0
+    assert live.stats.storage_paused_since_us is not None
+    sink.healthy = True
+    sink._recovered.set()
+    await asyncio.wait_for(handler, 5)
+    assert live.engine.events_processed == 1 and len(sink.events) == 1
+    assert live.stats.storage_paused_since_us is None and live.stats.storage_pauses == 1
+
+
+async def test_a_handler_failure_is_retried_with_backoff_then_dead_lettered() -> None:
+    from tests.fixtures.market_messages import CONTRACT_TRADE
+
+    dead: list[tuple[object, str, str]] = []
+
+    async def dead_letter(delivery: object, reason: str, detail: str) -> None:
+        dead.append((delivery, reason, detail))
+
+    live = LiveEngine(
+        FeatureEngine(),
+        FakeClock(1_737_972_000_200_000),
+        dead_letter=dead_letter,
+        max_attempts=3,
+        retry_backoff_s=0.001,
+    )
+
+    def broken_process(event: object) -> list[FeatureVector]:
+        raise RuntimeError("bug")
+
+    live.engine.process = broken_process  # type: ignore[method-assign]
+    delivery = FakeDelivery(CONTRACT_TRADE.encode())
+    for _ in range(3):  # the broker redelivers after each nack
+        await live.on_delivery(delivery)
+    assert delivery.requeued == 2
+    assert [(d, r) for d, r, _ in dead] == [(delivery, "handler_error")]
+    assert "after 3 attempts" in dead[0][2]
+    assert live.stats.retried == 2 and live.stats.retries_exhausted == 1
 
 
 async def test_malformed_message_is_dead_lettered_with_its_reason() -> None:

@@ -255,7 +255,7 @@ def test_gap_makes_book_out_of_sync_until_next_snapshot() -> None:
 
     # Deltas are ignored, even those that would continue the gapped sequence.
     assert book.apply(delta(13, [(100.2, 1.0)], ts=3 * S)) is BookUpdate.WAITING_FOR_SNAPSHOT
-    assert book.apply(delta(11, [(100.2, 1.0)], ts=3 * S)) is BookUpdate.WAITING_FOR_SNAPSHOT
+    assert book.apply(delta(14, [(100.2, 1.0)], ts=3 * S)) is BookUpdate.WAITING_FOR_SNAPSHOT
     assert book.stats.ignored_while_unsynced == 2
     assert book.stats.gaps == 1
     assert book.status is BookStatus.OUT_OF_SYNC
@@ -517,3 +517,47 @@ def test_churn_history_stays_sorted_when_receive_time_steps_back() -> None:
     book.apply(delta(12, [(100.2, 1.0)], ts=11 * S))  # clock stepped back: kept at 12 s
     assert book.best_changes_between(12 * S, 13 * S) == 2
     assert book.best_changes_between(11 * S, 12 * S) == 0
+
+
+# --------------------------------------------------------------------------- far-ahead u (issue 9)
+
+
+def test_one_delta_with_a_far_ahead_u_does_not_block_the_valid_sequence() -> None:
+    book = synced_book(u=10, ts=1 * S)
+    bid_before = book.best_bid()
+    assert book.apply(delta(10**9, [(100.2, 5.0)], ts=2 * S)) is BookUpdate.GAP_DETECTED
+    assert book.status is BookStatus.OUT_OF_SYNC
+    assert_unusable_reads(book)
+    # The valid stream goes on from 10: the book resumes, without the bad delta's level.
+    assert book.apply(delta(11, [(100.1, 1.0)], ts=3 * S)) is BookUpdate.DELTA_APPLIED
+    assert book.status is BookStatus.SYNCED
+    assert book.update_id == 11
+    assert book.best_bid() == 100.1 and bid_before != 100.1
+    assert (100.2, 5.0) not in book.held_levels()[0]
+    assert book.apply(delta(12, [(100.15, 1.0)], ts=4 * S)) is BookUpdate.DELTA_APPLIED
+    assert book.stats.resumed == 1
+
+
+def test_a_snapshot_with_a_far_ahead_u_is_overruled_by_the_contiguous_sequence() -> None:
+    book = synced_book(u=10, ts=1 * S)
+    book.apply(snap(10**9, [(1.0, 1.0)], [(2.0, 1.0)], ts=2 * S))  # a corrupted u
+    assert book.update_id == 10**9
+    # Deltas 11, 12 are "stale" against it; the third contiguous one proves the old sequence.
+    assert book.apply(delta(11, [(100.1, 1.0)], ts=3 * S)) is BookUpdate.STALE_SKIPPED
+    assert book.apply(delta(12, [(100.11, 1.0)], ts=4 * S)) is BookUpdate.STALE_SKIPPED
+    assert book.apply(delta(13, [(100.12, 1.0)], ts=5 * S)) is BookUpdate.DELTA_APPLIED
+    assert book.update_id == 13
+    assert book.best_bid() == 100.12
+    assert book.apply(delta(14, ts=6 * S)) is BookUpdate.DELTA_APPLIED
+
+
+def test_a_real_resync_snapshot_drops_the_kept_state() -> None:
+    book = synced_book(u=10, ts=1 * S)
+    book.apply(snap(500, [(90.0, 1.0)], [(91.0, 1.0)], ts=2 * S))
+    assert book.apply(delta(501, [(90.5, 1.0)], ts=3 * S)) is BookUpdate.DELTA_APPLIED
+    # The old sequence is gone for good now.
+    assert book.apply(delta(11, ts=4 * S)) is BookUpdate.STALE_SKIPPED
+    assert book.apply(delta(12, ts=5 * S)) is BookUpdate.STALE_SKIPPED
+    assert book.apply(delta(13, ts=6 * S)) is BookUpdate.STALE_SKIPPED
+    assert book.best_bid() == 90.5
+    assert book.stats.resumed == 0

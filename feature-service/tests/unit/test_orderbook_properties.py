@@ -33,9 +33,17 @@ class Model:
     last_usable_best: tuple[float, float] | None = None
     changes: list[int] = field(default_factory=list)
     stats: BookStats = field(default_factory=BookStats)
+    # the state kept aside before a gap or a jumped snapshot: bids, asks, u; and its run
+    shadow: tuple[dict[float, float], dict[float, float], int] | None = None
+    shadow_run: int = 0
 
     def snapshot(self, u: int, bids: list[Level], asks: list[Level], ts: int) -> BookUpdate:
         self.stats.snapshots += 1
+        in_sequence = self.baseline
+        if in_sequence and self.u is not None and u > self.u + 1:
+            self.shadow, self.shadow_run = (self.bids, self.asks, self.u), 0
+        else:
+            self.shadow = None
         self.bids = {}
         for p, s in bids:
             self.bids[p] = s
@@ -54,6 +62,26 @@ class Model:
         return result
 
     def delta(self, u: int, bids: list[Level], asks: list[Level], ts: int) -> BookUpdate:
+        next_in_book = self.baseline and self.u is not None and u == self.u + 1
+        if self.shadow is not None and u == self.shadow[2] + 1 and not next_in_book:
+            s_bids, s_asks, _ = self.shadow
+            for side, levels in ((s_bids, bids), (s_asks, asks)):
+                for p, s in levels:
+                    if s == 0:
+                        side.pop(p, None)
+                    else:
+                        side[p] = s
+            self.shadow = (s_bids, s_asks, u)
+            self.shadow_run += 1
+            if self.baseline and self.shadow_run < 3:
+                self.stats.stale_skipped += 1
+                return BookUpdate.STALE_SKIPPED
+            self.shadow = None
+            self.bids, self.asks, self.u = s_bids, s_asks, u
+            self.baseline, self.gap = True, False
+            self.stats.resumed += 1
+            self.stats.deltas_applied += 1
+            return self._settle(ts, BookUpdate.DELTA_APPLIED)
         if not self.baseline:
             self.stats.ignored_while_unsynced += 1
             return BookUpdate.WAITING_FOR_SNAPSHOT
@@ -65,9 +93,11 @@ class Model:
             self.stats.gaps += 1
             self.baseline = False
             self.gap = True
+            self.shadow, self.shadow_run = (self.bids, self.asks, self.u), 0
             self.bids, self.asks = {}, {}
             self._set_status(BookStatus.OUT_OF_SYNC, ts)
             return BookUpdate.GAP_DETECTED
+        self.shadow = None
         self.stats.deltas_applied += 1
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for p, s in levels:
@@ -211,7 +241,8 @@ def test_book_matches_naive_model(
 def test_gap_detected_exactly_when_a_delta_skips_an_update_id(
     steps: list[int], start_u: int
 ) -> None:
-    """Clean book, only u steps vary: status is OUT_OF_SYNC from the first skip onwards."""
+    """Clean book, only u steps vary (never back): status is OUT_OF_SYNC from the first skip
+    onwards (deltas only go forward here, so the state kept aside is never resumed)."""
     book = OrderBook(SYMBOL)
     book.apply(_event("snapshot", start_u, [(100.0, 1.0)], [(101.0, 1.0)], 0))
     u = start_u

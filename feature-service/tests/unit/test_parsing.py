@@ -231,7 +231,8 @@ def test_parsing_does_not_modify_a_dict_input() -> None:
 
 def test_explicit_receive_ts_wins_over_every_recorded_time() -> None:
     line = envelope_trade(service_received_at="2025-01-27T10:00:00.500000")
-    assert parse_one(line, receive_ts=42).receive_ts == 42
+    stamp = T10 + 42  # within the time window of the recorded times
+    assert parse_one(line, receive_ts=stamp).receive_ts == stamp
 
 
 def test_service_received_at_is_the_replay_clock_when_present() -> None:
@@ -255,7 +256,7 @@ def test_bare_frame_ts_is_exchange_and_receive_time() -> None:
     assert event.exchange_ts == 1672304486868_000
     assert event.receive_ts == 1672304486868_000
     assert event.gateway_ts is None
-    assert parse_one(frame, receive_ts=7).receive_ts == 7
+    assert parse_one(frame, receive_ts=1672304486868_007).receive_ts == 1672304486868_007
 
 
 def test_bare_frame_with_service_received_at_uses_it() -> None:
@@ -648,6 +649,73 @@ REJECTIONS: list[tuple[str, Any, RejectReason]] = [
     ("side none word", _with_payload(TR, S="None"), RejectReason.BAD_SIDE),
     ("side list", _with_payload(TR, S=["Buy"]), RejectReason.BAD_SIDE),
     ("side missing", _with_payload(TR, S=_DELETE), RejectReason.MISSING_FIELD),
+    # hostile values (issue 9): each class of poison the boundary must refuse
+    ("symbol path", _with_payload(TR, s="../../etc"), RejectReason.BAD_SYMBOL),
+    ("symbol slash", _with_payload(TR, s="BTC/USDT"), RejectReason.BAD_SYMBOL),
+    ("symbol blank", _with_payload(TR, s="BTC USDT"), RejectReason.BAD_SYMBOL),
+    ("symbol non-ascii", _with_payload(TR, s="BTCUSDТ"), RejectReason.BAD_SYMBOL),
+    ("symbol lower", _with_payload(TR, s="btcusdt"), RejectReason.BAD_SYMBOL),
+    ("symbol 300 chars", _with_payload(TR, s="A" * 300), RejectReason.BAD_SYMBOL),
+    (
+        "topic symbol bad",
+        {
+            **KL,
+            "topic": "kline.1.a/b",
+            "payload": {k: v for k, v in KL["payload"].items() if k != "symbol"},
+        },
+        RejectReason.BAD_SYMBOL,
+    ),
+    ("full-width digits", _with_payload(TR, p="１２"), RejectReason.BAD_NUMBER),
+    ("arabic digits", _with_payload(TR, v="٣"), RejectReason.BAD_NUMBER),
+    ("underscore digits", _with_payload(TR, p="1_000"), RejectReason.BAD_NUMBER),
+    ("blank around", _with_payload(TR, p=" 12 "), RejectReason.BAD_NUMBER),
+    ("level full-width", _with_payload(OB, b=[["５", "1"]]), RejectReason.BAD_NUMBER),
+    ("price 1e308", _with_payload(TR, p="1e308"), RejectReason.OUT_OF_RANGE),
+    ("price 1e308 number", _with_payload(TR, p=1e308), RejectReason.OUT_OF_RANGE),
+    ("size 1e-320", _with_payload(TR, v="1e-320"), RejectReason.OUT_OF_RANGE),
+    ("level price 1e308", _with_payload(OB, b=[["1e308", "1"]]), RejectReason.OUT_OF_RANGE),
+    ("level size huge", _with_payload(OB, a=[["50001", "1e300"]]), RejectReason.OUT_OF_RANGE),
+    ("level digits overflow", _with_payload(OB, b=[["9" * 400, "1"]]), RejectReason.OUT_OF_RANGE),
+    ("funding rate 5", _with_payload(FU, fundingRate="5"), RejectReason.OUT_OF_RANGE),
+    ("ticker volume 1e300", _with_payload(TK, volume24h="1e300"), RejectReason.OUT_OF_RANGE),
+    ("kline turnover 1e300", _with_payload(KL, turnover="1e300"), RejectReason.OUT_OF_RANGE),
+    ("u string", _with_payload(OB, u="18521288"), RejectReason.BAD_NUMBER),
+    ("seq string", _with_payload(OB, seq="7961638724"), RejectReason.BAD_NUMBER),
+    ("u 2**64", _with_payload(OB, u=2**64), RejectReason.OUT_OF_RANGE),
+    ("year 1", {**TR, "timestamp": "0001-01-01T00:00:00"}, RejectReason.BAD_TIMESTAMP),
+    ("year 9999", {**TR, "timestamp": "9999-12-31T23:59:59"}, RejectReason.BAD_TIMESTAMP),
+    (
+        "received year 9999",
+        {**TR, "received_at": "9999-01-01T00:00:00"},
+        RejectReason.BAD_TIMESTAMP,
+    ),
+    (
+        "timestamp 2 days early",
+        {**TR, "timestamp": "2025-01-25T10:00:00"},
+        RejectReason.BAD_TIMESTAMP,
+    ),
+    ("trade T year 9999", _with_payload(TR, T=253402300799000), RejectReason.BAD_TIMESTAMP),
+    (
+        "trade T 2 days late",
+        _with_payload(TR, T=1737972000120 + 2 * 86_400_000),
+        RejectReason.BAD_TIMESTAMP,
+    ),
+    ("kline high < low", _with_payload(KL, high="49000"), RejectReason.INCONSISTENT),
+    ("kline close > high", _with_payload(KL, close="50010.5"), RejectReason.INCONSISTENT),
+    ("kline open < low", _with_payload(KL, open="49985.4"), RejectReason.INCONSISTENT),
+    ("kline end before start", _with_payload(KL, end=1737971999999), RejectReason.INCONSISTENT),
+    (
+        "crossed delta",
+        _with_payload(OB_DELTA, b=[["60000", "1"]], a=[["59999", "1"]]),
+        RejectReason.INCONSISTENT,
+    ),
+    ("crossed snapshot", _with_payload(OB, b=[["50000.3", "1"]]), RejectReason.INCONSISTENT),
+    (
+        "too many levels",
+        _with_payload(OB, b=[[str(1000 + i), "1"] for i in range(1001)]),
+        RejectReason.OUT_OF_RANGE,
+    ),
+    ("5 MB body", orjson.dumps({**TR, "pad": "x" * 5_000_000}), RejectReason.TOO_LARGE),
     # bare frames
     ("frame empty list", bybit_trades([]), RejectReason.EMPTY_DATA),
     ("frame empty object", bybit_frame("tickers.BTCUSDT", {}), RejectReason.EMPTY_DATA),
@@ -796,10 +864,10 @@ def test_fixture_ids_are_the_contract_ids() -> None:
 
 def test_envelope_builder_without_ids_parses_to_none() -> None:
     event = parse_one(
-        envelope("ticker", "tickers.X", {"lastPrice": "1"}, event_id=None, trace_id=None)
+        envelope("ticker", "tickers.XY", {"lastPrice": "1"}, event_id=None, trace_id=None)
     )
     assert (event.symbol, event.event_id, event.trace_id, event.fields) == (
-        "X",
+        "XY",
         None,
         None,
         {"last_price": 1.0},

@@ -249,25 +249,54 @@ async def test_future_resolves_only_after_the_file_is_complete_on_disk(
     await writer.close()
 
 
-async def test_a_failed_write_fails_the_future_and_flush(
+async def test_a_failed_write_is_retried_until_it_succeeds_and_never_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write_part = writer_module.write_part
+    disk_full = [True]
+
+    def flaky_write_part(*args: Any, **kwargs: Any) -> Any:
+        if disk_full[0]:
+            raise OSError(28, "No space left on device")
+        return real_write_part(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "write_part", flaky_write_part)
+    writer = RawWriter(tmp_path, flush_rows=100, flush_age_s=60, retry_initial_s=0.01)
+    future = writer.submit(trade(T0, 0), body(trade(T0, 0)))
+    with pytest.raises(RawStoreError, match="No space left"):
+        await writer.flush()
+    assert not future.done(), "a failed batch must wait for its retry, not fail its messages"
+    assert not writer.healthy and "No space left" in (writer.failure or "")
+    later = writer.submit(trade(T0 + 1, 1), body(trade(T0 + 1, 1)))
+    with pytest.raises(RawStoreError):
+        await writer.flush()
+    await asyncio.sleep(0.05)  # a few retries fail while the disk is full
+    assert writer.stats.retries_failed >= 1
+    assert not future.done() and not later.done()
+
+    disk_full[0] = False  # space is back: the retry writes both, in order, by itself
+    await asyncio.wait_for(writer.wait_healthy(), 5)
+    await asyncio.wait_for(asyncio.gather(future, later), 5)
+    assert writer.healthy and writer.failure is None
+    # the second batch waited behind the first instead of hitting the full disk again
+    assert writer.stats.batches_failed == 1 and writer.stats.batches_retried == 2
+    assert writer.stats.pending_rows == 0
+    assert [e.receive_ts for e in RawReader(tmp_path).iter_events()] == [T0, T0 + 1]
+    await writer.close()
+
+
+async def test_close_gives_up_on_batches_that_still_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def failing_write_part(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer_module, "write_part", failing_write_part)
-    writer = RawWriter(tmp_path, flush_rows=100, flush_age_s=60)
+    writer = RawWriter(tmp_path, flush_rows=100, flush_age_s=60, retry_initial_s=60)
     future = writer.submit(trade(T0, 0), body(trade(T0, 0)))
-    with pytest.raises(RawStoreError):
-        await writer.flush()
-    assert isinstance(future.exception(), OSError)
-    assert writer.stats.batches_failed == 1 and writer.stats.rows_failed == 1
-    assert writer.stats.pending_rows == 0
-    # Shutdown goes on despite a failing disk: the error stays on the futures (no ack).
-    later = writer.submit(trade(T0 + 1, 1), body(trade(T0 + 1, 1)))
     await writer.close()
-    assert isinstance(later.exception(), OSError)
-    assert writer.stats.batches_failed == 2
+    # The error stays on the future: the message is never acknowledged, so it is redelivered.
+    assert isinstance(future.exception(), RawStoreError)
     assert list_parts(tmp_path, Kind.TRADES, DAY, "BTCUSDT") == []
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(trade(T0, 1), body(trade(T0, 1)))

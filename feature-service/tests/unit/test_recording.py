@@ -188,18 +188,19 @@ def test_small_and_large_numbers_are_written_without_exponent() -> None:
     )
     assert event_to_envelope(funding)["payload"]["fundingRate"] == "0.00001"
     book = BookSnapshot(
-        symbol="X",
-        topic="orderbook.1.X",
+        symbol="XY",
+        topic="orderbook.1.XY",
         exchange_ts=T10,
         gateway_ts=T10,
         receive_ts=T10,
-        bids=[(1e16, 2.5e-7)],
+        bids=[(1e9, 2.5e-7)],
         asks=[],
         update_id=3,
         depth=1,
     )
     envelope = event_to_envelope(book)
-    assert envelope["payload"]["b"] == [["10000000000000000", "0.00000025"]]
+    # (prices above 1e9 are out of bounds, so only small numbers need the exponent removed)
+    assert envelope["payload"]["b"] == [["1000000000.0", "0.00000025"]]
     assert one(envelope) == book
 
 
@@ -223,8 +224,8 @@ def test_without_service_time_the_receive_clock_is_received_at() -> None:
 def test_delta_with_update_id_1_comes_back_as_a_snapshot() -> None:
     """Bybit's restart marker: documented asymmetry of the round trip."""
     delta = BookDelta(
-        symbol="X",
-        topic="orderbook.50.X",
+        symbol="XY",
+        topic="orderbook.50.XY",
         exchange_ts=T10,
         gateway_ts=T10,
         receive_ts=T10,
@@ -248,25 +249,38 @@ def test_not_an_event_is_a_type_error() -> None:
 
 # =========================================================================== round trip property
 
-US_TIMES = st.integers(min_value=0, max_value=4_102_444_800_000_000)  # 1970..2100
-MS_TIMES = st.integers(min_value=0, max_value=4_102_444_800_000).map(lambda ms: ms * 1_000)
+# Every value within the parser's bounds (market/values.py): outside them is a rejection,
+# tested in test_parsing.py. Times are near one receive time, as the time window requires.
+DAY_US = 86_400_000_000
+RECEIVE_TIMES = st.integers(min_value=1_262_390_400_000_000, max_value=4_102_358_400_000_000)
+NEAR_US = st.integers(min_value=-DAY_US, max_value=DAY_US)
+NEAR_MS = st.integers(min_value=-86_400_000, max_value=86_400_000).map(lambda ms: ms * 1_000)
 SYMBOLS = st.from_regex(r"[A-Z0-9]{2,12}", fullmatch=True)
 IDS = st.none() | st.uuids().map(str)
-FINITE = st.floats(allow_nan=False, allow_infinity=False)
-POSITIVE = st.floats(min_value=0.0, exclude_min=True, allow_infinity=False)
-NON_NEGATIVE = st.floats(min_value=0.0, allow_infinity=False)
+PRICES = st.floats(min_value=1e-10, max_value=1e9)
+SIZES = st.floats(min_value=1e-10, max_value=1e12)
+AMOUNTS = st.just(0.0) | st.floats(min_value=1e-10, max_value=1e16)
 U64 = st.integers(min_value=0, max_value=2**63 - 1)
+
+
+def ms_time_near(receive_ts: int) -> st.SearchStrategy[int]:
+    # whole milliseconds (Bybit's unit) within the window
+    base = receive_ts // 1000 * 1000
+    return NEAR_MS.map(lambda d: base + d).filter(
+        lambda t: receive_ts - DAY_US <= t <= receive_ts + DAY_US
+    )
 
 
 @st.composite
 def bases(draw: st.DrawFn, topic_of: Any) -> dict[str, Any]:
     symbol = draw(SYMBOLS)
+    receive_ts = draw(RECEIVE_TIMES)
     return {
         "symbol": symbol,
         "topic": topic_of(symbol),
-        "exchange_ts": draw(US_TIMES),
-        "gateway_ts": draw(st.none() | US_TIMES),
-        "receive_ts": draw(US_TIMES),
+        "exchange_ts": receive_ts + draw(NEAR_US),
+        "gateway_ts": draw(st.none() | NEAR_US.map(lambda d: receive_ts + d)),
+        "receive_ts": receive_ts,
         "event_id": draw(IDS),
         "trace_id": draw(IDS),
     }
@@ -277,13 +291,15 @@ def books(draw: st.DrawFn) -> BookSnapshot | BookDelta:
     depth = draw(st.sampled_from([1, 50, 200, 1000]))
     base = draw(bases(lambda s: f"orderbook.{depth}.{s}"))
     is_delta = draw(st.booleans())
-    size = NON_NEGATIVE if is_delta else POSITIVE
-    levels = st.lists(st.tuples(POSITIVE, size), max_size=5)
+    size = (st.just(0.0) | SIZES) if is_delta else SIZES
+    # bids below 1000 and asks above it: one message never crosses itself
+    bids = st.lists(st.tuples(st.floats(min_value=1e-10, max_value=999.0), size), max_size=5)
+    asks = st.lists(st.tuples(st.floats(min_value=1000.0, max_value=1e9), size), max_size=5)
     cls = BookDelta if is_delta else BookSnapshot
     return cls(
         **base,
-        bids=draw(levels),
-        asks=draw(levels),
+        bids=draw(bids),
+        asks=draw(asks),
         # a delta with u == 1 is a restart snapshot by definition (tested separately)
         update_id=draw(st.integers(min_value=2 if is_delta else 0, max_value=2**63 - 1)),
         seq=draw(st.none() | U64),
@@ -293,12 +309,13 @@ def books(draw: st.DrawFn) -> BookSnapshot | BookDelta:
 
 @st.composite
 def trades(draw: st.DrawFn) -> Trade:
+    base = draw(bases(lambda s: f"publicTrade.{s}"))
     return Trade(
-        **draw(bases(lambda s: f"publicTrade.{s}")),
-        price=draw(POSITIVE),
-        size=draw(POSITIVE),
+        **base,
+        price=draw(PRICES),
+        size=draw(SIZES),
         side=draw(st.sampled_from(Side)),
-        trade_time=draw(MS_TIMES),
+        trade_time=draw(ms_time_near(base["receive_ts"])),
         trade_id=draw(st.uuids().map(str) | st.from_regex(r"[0-9]{1,19}", fullmatch=True)),
         block_trade=draw(st.booleans()),
         seq=draw(st.none() | U64),
@@ -308,43 +325,61 @@ def trades(draw: st.DrawFn) -> Trade:
 @st.composite
 def klines(draw: st.DrawFn) -> Kline:
     interval = draw(st.sampled_from(["1", "3", "5", "15", "60", "240", "D", "W", "M"]))
+    base = draw(bases(lambda s: f"kline.{interval}.{s}"))
+    start, end = sorted(draw(st.sets(ms_time_near(base["receive_ts"]), min_size=2, max_size=2)))
+    low, open_, close, high = sorted(draw(st.lists(PRICES, min_size=4, max_size=4)))
+    if draw(st.booleans()):
+        open_, close = close, open_
     return Kline(
-        **draw(bases(lambda s: f"kline.{interval}.{s}")),
+        **base,
         interval=interval,
-        start=draw(MS_TIMES),
-        end=draw(MS_TIMES),
-        open=draw(POSITIVE),
-        high=draw(POSITIVE),
-        low=draw(POSITIVE),
-        close=draw(POSITIVE),
-        volume=draw(NON_NEGATIVE),
-        turnover=draw(NON_NEGATIVE),
+        start=start,
+        end=end,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=draw(st.just(0.0) | SIZES),
+        turnover=draw(AMOUNTS),
         confirmed=draw(st.booleans()),
     )
 
 
-SIGNED = {"funding_rate", "price_24h_pcnt"}
+FUNDING_RATES = st.floats(min_value=-1.0, max_value=1.0)
+TICKER_VALUES: dict[str, st.SearchStrategy[float]] = {
+    "funding_rate": FUNDING_RATES,
+    "price_24h_pcnt": st.floats(min_value=-1.0, max_value=1e4),
+    "bid1_size": st.just(0.0) | SIZES,
+    "ask1_size": st.just(0.0) | SIZES,
+    "open_interest": AMOUNTS,
+    "open_interest_value": AMOUNTS,
+    "volume_24h": AMOUNTS,
+    "turnover_24h": AMOUNTS,
+}
 
 
 @st.composite
 def tickers(draw: st.DrawFn) -> Ticker:
+    base = draw(bases(lambda s: f"tickers.{s}"))
     names = draw(st.sets(st.sampled_from(sorted(TICKER_FIELDS.values()))))
     fields: dict[str, float | int] = {}
     for name in sorted(names):
         if name == "next_funding_time":
-            fields[name] = draw(MS_TIMES)
+            fields[name] = draw(ms_time_near(base["receive_ts"]))
         else:
-            fields[name] = draw(FINITE if name in SIGNED else NON_NEGATIVE)
-    return Ticker(**draw(bases(lambda s: f"tickers.{s}")), fields=fields)
+            fields[name] = draw(TICKER_VALUES.get(name, PRICES))
+    return Ticker(**base, fields=fields)
 
 
 @st.composite
 def fundings(draw: st.DrawFn) -> Funding:
+    base = draw(bases(lambda s: f"fundingRate.{s}"))
+    near = ms_time_near(base["receive_ts"])
     return Funding(
-        **draw(bases(lambda s: f"fundingRate.{s}")),
-        funding_rate=draw(FINITE),
-        next_funding_time=draw(st.none() | MS_TIMES),
-        funding_rate_ts=draw(st.none() | MS_TIMES),
+        **base,
+        funding_rate=draw(FUNDING_RATES),
+        next_funding_time=draw(st.none() | near),
+        funding_rate_ts=draw(st.none() | near),
     )
 
 

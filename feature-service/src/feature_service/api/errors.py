@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from feature_service.adapters.metadata.base import StoreUnavailable
 from feature_service.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,6 +26,9 @@ _ERROR_NAMES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+RETRY_AFTER_S = 5  # seconds a client should wait after a 503 (about one database timeout)
 
 
 class ApiError(Exception):
@@ -55,6 +59,20 @@ def error_response(request: Request, status: int, error: str, message: str) -> J
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods the routes matching this path accept."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE or getattr(route, "path", None) == request.url.path:
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -63,7 +81,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error = _ERROR_NAMES.get(exc.status_code, "error")
-        return error_response(request, exc.status_code, error, str(exc.detail))
+        response = error_response(request, exc.status_code, error, str(exc.detail))
+        if exc.headers:  # e.g. Allow on a 405 (RFC 9110 requires it)
+            response.headers.update(exc.headers)
+        if exc.status_code == 405 and "allow" not in response.headers:
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,6 +95,14 @@ def install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return error_response(request, 422, "validation_error", "; ".join(parts))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        response = error_response(
+            request, 503, "unavailable", f"{exc}; the service retries by itself, try again"
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

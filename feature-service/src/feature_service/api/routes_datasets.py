@@ -220,6 +220,30 @@ async def get_dataset(runtime: RuntimeDep, dataset_id: uuid.UUID) -> dict[str, A
     }
 
 
+@router.post(
+    "/dataset/{dataset_id}/cancel",
+    response_model=DatasetBuildResponseOut,
+    responses={**ERRORS, 409: {"model": ErrorOut}},
+    summary="Cancel a queued or running build (its worker process is stopped)",
+)
+async def cancel(runtime: RuntimeDep, dataset_id: uuid.UUID) -> DatasetBuildResponseOut:
+    try:
+        rec = await runtime.datasets.cancel(dataset_id)
+    except KeyError:
+        raise ApiError(404, f"dataset {dataset_id} not found") from None
+    if rec is None:
+        done = await _dataset(runtime, dataset_id)
+        raise ApiError(409, f"dataset {dataset_id} is {done.status}; only a build can be cancelled")
+    return DatasetBuildResponseOut(
+        dataset_id=rec.id,
+        status=PUBLIC_STATUS[rec.status],  # type: ignore[arg-type]
+        state=rec.status,  # type: ignore[arg-type]
+        queue_position=None,
+        estimated_completion=None,
+        error_message=rec.error_message,
+    )
+
+
 def _split_file(rec: DatasetRecord, split: str, fold: int | None) -> str:
     files: dict[str, str] = (rec.manifest or {}).get("outputs", {})
     if fold is not None:

@@ -48,11 +48,12 @@ class HealthCheckOut(BaseModel):
     timestamp: datetime
     services: dict[str, str] = Field(
         description="contract form: database, message_queue, position_manager -> "
-        "connected/disconnected (this service has no position-manager dependency, so that "
-        "entry always reads disconnected and never affects readiness)"
+        "connected/disconnected, or not_applicable for a dependency this service does not "
+        "have (position_manager always)"
     )
     checks: dict[str, dict[str, object]] = Field(
-        description="readiness detail: bus, metadata_store, registry, computation, subscriptions"
+        description="readiness detail, each with ok and, when not ok, a reason: bus, "
+        "metadata_store, registry, raw_storage, market_data, computation, subscriptions"
     )
     ready: bool
     # T204: flat fields beside ``checks``, so a dashboard reads them without parsing JSON.

@@ -11,6 +11,14 @@ Sequencing (Bybit V5 market data notes, §1.1 and §2.1):
   deltas are ignored (``WAITING_FOR_SNAPSHOT``).
 - ``u <= last_u``: stale or duplicate delta, skipped; the book is unchanged.
 - ``u > last_u + 1``: gap. The book is cleared and ``OUT_OF_SYNC`` until the next snapshot.
+- A ``u`` far ahead is never a new baseline that blocks valid data: the state before a gap,
+  and before a snapshot that jumped ahead of an in-sequence book, is kept aside (a *shadow*,
+  moved, not copied). Deltas that continue the shadow's sequence are applied to it; the
+  shadow becomes the book again after the first such delta when the book is out of sync
+  (a corrupted ``u`` on one delta) or after ``SHADOW_PROMOTE_RUN`` of them when a snapshot had
+  jumped ahead (a corrupted snapshot ``u`` would otherwise make every valid delta "stale").
+  The state is always the exact result of one contiguous sequence, so resuming is safe. A
+  delta applied to the book itself drops the shadow.
 - Otherwise each level is applied: size 0 deletes (deleting a missing level is fine), any other
   size inserts or overwrites.
 
@@ -43,6 +51,8 @@ from sortedcontainers import SortedList
 from feature_service.market.events import BookDelta, BookSnapshot, Level
 
 DEFAULT_CHURN_WINDOW_US = 300_000_000
+# Contiguous deltas continuing the pre-snapshot sequence that prove a snapshot's u was wrong.
+SHADOW_PROMOTE_RUN = 3
 
 
 class BookStatus(enum.StrEnum):
@@ -86,6 +96,7 @@ _APPLIED = frozenset(
 class BookStats:
     """Counters since construction.
 
+    ``resumed`` counts returns to the state kept aside before a gap or a jumped snapshot.
     ``crossed`` counts episodes (transitions into CROSSED), not every update while crossed.
     ``empty_snapshots`` counts snapshots with at least one empty side (they are also counted in
     ``snapshots``). ``ignored_while_unsynced`` counts deltas before the first snapshot and
@@ -99,6 +110,7 @@ class BookStats:
     ignored_while_unsynced: int = 0
     crossed: int = 0
     empty_snapshots: int = 0
+    resumed: int = 0
 
 
 class OrderBook:
@@ -123,6 +135,8 @@ class OrderBook:
         "_latest_ts",
         "_prev_best_ask",
         "_prev_best_bid",
+        "_shadow",
+        "_shadow_run",
         "churn_window_us",
         "last_update_ts",
         "max_levels",
@@ -164,6 +178,12 @@ class OrderBook:
         self._change_ts: list[int] = []
         self._change_head = 0
         self._latest_ts: int | None = None
+        # (bid sizes, bid prices, ask sizes, ask prices, u, seq) kept aside; see the docstring
+        self._shadow: (
+            tuple[dict[float, float], SortedList, dict[float, float], SortedList, int, int | None]
+            | None
+        ) = None
+        self._shadow_run = 0
 
     # ----------------------------------------------------------------------------- updates
 
@@ -186,6 +206,15 @@ class OrderBook:
 
     def _apply_snapshot(self, event: BookSnapshot) -> BookUpdate:
         self.stats.snapshots += 1
+        last_u = self.update_id
+        if (
+            last_u is not None
+            and event.update_id > last_u + 1
+            and self.status in (BookStatus.SYNCED, BookStatus.EMPTY, BookStatus.CROSSED)
+        ):
+            self._keep_shadow(last_u)
+        else:
+            self._shadow = None
         _replace_side(self._bid_sizes, self._bid_prices, event.bids)
         _replace_side(self._ask_sizes, self._ask_prices, event.asks)
         self.update_id = event.update_id
@@ -199,23 +228,34 @@ class OrderBook:
 
     def _apply_delta(self, event: BookDelta) -> BookUpdate:
         status = self.status
-        if status is BookStatus.NEVER_SYNCED or status is BookStatus.OUT_OF_SYNC:
+        u = event.update_id
+        shadow = self._shadow
+        in_sequence = status is not BookStatus.NEVER_SYNCED and status is not BookStatus.OUT_OF_SYNC
+        if (
+            shadow is not None
+            and u == shadow[4] + 1
+            and not (in_sequence and u == (self.update_id or 0) + 1)
+        ):
+            resumed = self._advance_shadow(event, not in_sequence)
+            if resumed is not None:
+                return resumed
+            self.stats.stale_skipped += 1
+            return BookUpdate.STALE_SKIPPED
+        if not in_sequence:
             self.stats.ignored_while_unsynced += 1
             return BookUpdate.WAITING_FOR_SNAPSHOT
-        u = event.update_id
         last_u = self.update_id or 0  # always set here: a snapshot was applied
         if u <= last_u:
             self.stats.stale_skipped += 1
             return BookUpdate.STALE_SKIPPED
         if u > last_u + 1:
             self.stats.gaps += 1
-            # Nothing held is trustworthy any more; dropping it also frees the memory.
-            self._bid_sizes.clear()
-            self._bid_prices.clear()
-            self._ask_sizes.clear()
-            self._ask_prices.clear()
+            # Nothing held is trustworthy for the new sequence; the state is kept aside in case
+            # this u was the bad one and the old sequence goes on.
+            self._keep_shadow(last_u)
             self._set_status(BookStatus.OUT_OF_SYNC, event.receive_ts)
             return BookUpdate.GAP_DETECTED
+        self._shadow = None
 
         self.stats.deltas_applied += 1
         if event.bids:
@@ -225,6 +265,44 @@ class OrderBook:
         self.update_id = u
         self.seq = event.seq
         self.last_update_ts = event.receive_ts
+        return self._after_change(event.receive_ts, BookUpdate.DELTA_APPLIED)
+
+    def _keep_shadow(self, last_u: int) -> None:
+        """Move the current levels aside (the book continues with empty sides)."""
+        self._shadow = (
+            self._bid_sizes,
+            self._bid_prices,
+            self._ask_sizes,
+            self._ask_prices,
+            last_u,
+            self.seq,
+        )
+        self._shadow_run = 0
+        self._bid_sizes, self._bid_prices = {}, SortedList()
+        self._ask_sizes, self._ask_prices = {}, SortedList()
+
+    def _advance_shadow(self, event: BookDelta, promote_now: bool) -> BookUpdate | None:
+        """Apply a delta that continues the shadow's sequence; promote the shadow to be the
+        book when that is proven. Returns the update when promoted, else None."""
+        shadow = self._shadow
+        assert shadow is not None
+        bid_sizes, bid_prices, ask_sizes, ask_prices, _, _ = shadow
+        if event.bids:
+            _apply_levels(bid_sizes, bid_prices, event.bids)
+        if event.asks:
+            _apply_levels(ask_sizes, ask_prices, event.asks)
+        self._shadow = (bid_sizes, bid_prices, ask_sizes, ask_prices, event.update_id, event.seq)
+        self._shadow_run += 1
+        if not promote_now and self._shadow_run < SHADOW_PROMOTE_RUN:
+            return None
+        self._shadow = None
+        self._bid_sizes, self._bid_prices = bid_sizes, bid_prices
+        self._ask_sizes, self._ask_prices = ask_sizes, ask_prices
+        self.update_id = event.update_id
+        self.seq = event.seq
+        self.last_update_ts = event.receive_ts
+        self.stats.resumed += 1
+        self.stats.deltas_applied += 1
         return self._after_change(event.receive_ts, BookUpdate.DELTA_APPLIED)
 
     def _after_change(self, ts: int, ok: BookUpdate) -> BookUpdate:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from feature_service.market.events import MarketEvent
 from feature_service.market.parsing import parse_message
+from feature_service.market.values import DEFAULT_LIMITS, ParseLimits
 
 Body = bytes | str | Mapping[str, Any]
 
@@ -29,5 +30,8 @@ class BybitAdapter:
 
     name = "bybit"
 
+    def __init__(self, limits: ParseLimits | None = None) -> None:
+        self.limits = limits or DEFAULT_LIMITS
+
     def parse(self, body: Body, receive_ts: int | None) -> list[MarketEvent]:
-        return parse_message(body, receive_ts=receive_ts)
+        return parse_message(body, receive_ts=receive_ts, limits=self.limits)

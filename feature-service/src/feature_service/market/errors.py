@@ -17,6 +17,10 @@ class RejectReason(enum.StrEnum):
     MISSING_SYMBOL = "missing_symbol"
     BAD_SIDE = "bad_side"
     EMPTY_DATA = "empty_data"
+    BAD_SYMBOL = "bad_symbol"  # not ^[A-Z0-9]{2,30}$
+    OUT_OF_RANGE = "out_of_range"  # a number outside its documented bounds (market/values.py)
+    INCONSISTENT = "inconsistent"  # fields that contradict each other (kline high < low, ...)
+    TOO_LARGE = "too_large"  # body above the message size limit
 
 
 class MessageRejected(ValueError):
@@ -26,3 +30,8 @@ class MessageRejected(ValueError):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class UnstorableRecord(ValueError):
+    """A record that can never be stored (its symbol is not usable as a folder name): raised by
+    the raw store, dead-lettered by the consumer instead of retried."""

@@ -16,8 +16,9 @@ and ``received_at`` may be null (an event that came from a bare frame has no gat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
@@ -36,8 +37,32 @@ from feature_service.market.events import (
     Trade,
 )
 from feature_service.market.timeutil import parse_iso_us
+from feature_service.market.values import (
+    DEFAULT_LIMITS,
+    FUNDING_RATE_MAX,
+    MAX_LEVELS,
+    PCNT_MAX,
+    PCNT_MIN,
+    PRICE_MAX,
+    PRICE_MIN,
+    SIZE_MAX,
+    SIZE_MIN,
+    ParseLimits,
+    absolute_time,
+    reject,
+    short,
+)
+from feature_service.market.values import amount as _amount
+from feature_service.market.values import bounded as _bounded
+from feature_service.market.values import integer as _int
+from feature_service.market.values import ms_to_us as _ms_to_us
+from feature_service.market.values import near as _near
+from feature_service.market.values import number as _number
+from feature_service.market.values import price as _price
+from feature_service.market.values import size as _size
+from feature_service.market.values import symbol as _checked_symbol
 
-__all__ = ["parse_message"]
+__all__ = ["ParseLimits", "parse_message"]
 
 _SIDES: dict[str, Side] = {"Buy": Side.BUY, "Sell": Side.SELL}
 
@@ -54,11 +79,23 @@ _NOT_CONSUMED_TOPICS = frozenset(
     {"liquidation", "allLiquidation", "order", "wallet", "position", "execution"}
 )
 
-# Ticker values that are legitimately signed; every other listed field is a price, size or count.
-_SIGNED_TICKER_FIELDS = frozenset({"funding_rate", "price_24h_pcnt"})
+# Ticker field -> its bounds (market/values.py documents them); times are checked apart.
 _MS_TICKER_FIELDS = frozenset({"next_funding_time"})
+_TICKER_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "funding_rate": (-FUNDING_RATE_MAX, FUNDING_RATE_MAX, True),
+    "price_24h_pcnt": (PCNT_MIN, PCNT_MAX, True),
+    "bid1_size": (SIZE_MIN, SIZE_MAX, True),
+    "ask1_size": (SIZE_MIN, SIZE_MAX, True),
+    "open_interest": (SIZE_MIN, 1e16, True),
+    "open_interest_value": (SIZE_MIN, 1e16, True),
+    "volume_24h": (SIZE_MIN, 1e16, True),
+    "turnover_24h": (SIZE_MIN, 1e16, True),
+}
+_PRICE_BOUNDS = (PRICE_MIN, PRICE_MAX, False)
 
 _DETAIL_MAX = 80
+_short = short
+_reject = reject
 
 
 class _TopicInfo:
@@ -81,15 +118,6 @@ class _TopicInfo:
 
 _TOPIC_CACHE: dict[str, _TopicInfo] = {}
 _TOPIC_CACHE_MAX = 4096  # topics are few; the bound only guards against garbage input
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
-
-
-def _reject(reason: RejectReason, detail: str) -> NoReturn:
-    raise MessageRejected(reason, detail)
 
 
 def _topic_info(topic: Any) -> _TopicInfo:
@@ -130,60 +158,12 @@ def _topic_info(topic: Any) -> _TopicInfo:
 # --------------------------------------------------------------------------- scalar fields
 
 
-def _float(value: Any, name: str) -> float:
-    kind = type(value)
-    # str is the wire form; the type check keeps bools and nulls out of float().
-    if kind is not str and kind is not float and kind is not int:
-        _reject(RejectReason.BAD_NUMBER, f"{name} is not a number: {_short(value)}")
-    try:
-        x = float(value)
-    except (ValueError, OverflowError):
-        _reject(RejectReason.BAD_NUMBER, f"{name} is not a number: {_short(value)}")
-    if x - x != 0.0:  # NaN or +-inf: inf - inf and NaN - NaN are both NaN
-        _reject(RejectReason.BAD_NUMBER, f"{name} is not finite: {_short(value)}")
-    return x
-
-
-def _positive(value: Any, name: str) -> float:
-    x = _float(value, name)
-    if x <= 0.0:
-        _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be > 0, got {_short(value)}")
-    return x
-
-
-def _non_negative(value: Any, name: str) -> float:
-    x = _float(value, name)
-    if x < 0.0:
-        _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be >= 0, got {_short(value)}")
-    return x
-
-
-def _int(value: Any, name: str, reason: RejectReason = RejectReason.BAD_NUMBER) -> int:
-    """A non-negative integer, from a JSON integer or a string of ASCII digits (REST style)."""
-    kind = type(value)
-    if kind is int:
-        if value < 0:
-            _reject(RejectReason.NEGATIVE_VALUE, f"{name} must be >= 0, got {value}")
-        return value
-    if kind is str and value.isdigit() and value.isascii():
-        return int(value)
-    _reject(reason, f"{name} is not an integer: {_short(value)}")
-
-
-def _ms_to_us(value: Any, name: str) -> int:
-    kind = type(value)
-    if kind is int and value >= 0:
-        return value * 1_000
-    if kind is str and value.isdigit() and value.isascii():
-        return int(value) * 1_000
-    _reject(RejectReason.BAD_TIMESTAMP, f"{name} is not a millisecond time: {_short(value)}")
-
-
 def _iso(value: Any, name: str) -> int:
     try:
-        return parse_iso_us(value)
+        us = parse_iso_us(value)
     except ValueError:
         _reject(RejectReason.BAD_TIMESTAMP, f"{name} is not an ISO-8601 time: {_short(value)}")
+    return absolute_time(us, name)
 
 
 def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
@@ -200,49 +180,69 @@ def _field(payload: Mapping[str, Any], key: str, what: str) -> Any:
     return value
 
 
-def _levels(raw: Any, name: str, is_delta: bool) -> list[Level]:
+def _level_number(value: Any, name: str, level: Any) -> float:
+    # The plain form ("50000.10") skips the general check: ASCII digits with one dot always
+    # parse; an overflow to inf is caught by the bounds below.
+    if type(value) is str and value.isascii() and value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        return _number(value, name)
+    except MessageRejected:
+        _reject(RejectReason.BAD_NUMBER, f"{name} level is not numeric: {_short(level)}")
+
+
+def _levels(raw: Any, name: str, is_delta: bool) -> tuple[list[Level], float, float]:
+    """The levels, plus the highest and lowest price with a non-zero size (for the crossed
+    check; -inf / inf when there is none)."""
     if type(raw) is not list:
         if raw is None:
             _reject(RejectReason.MISSING_FIELD, f"orderbook payload has no {name!r}")
         _reject(RejectReason.BAD_NUMBER, f"{name} is not a list of levels: {_short(raw)}")
+    if len(raw) > MAX_LEVELS:
+        _reject(RejectReason.OUT_OF_RANGE, f"{name} has {len(raw)} levels (max {MAX_LEVELS})")
     out: list[Level] = []
     append = out.append
+    hi = -math.inf
+    lo = math.inf
     for level in raw:
         if type(level) is not list or len(level) != 2:
             _reject(RejectReason.BAD_NUMBER, f"{name} level is not [price, size]: {_short(level)}")
-        p_raw, s_raw = level
-        try:
-            if type(p_raw) is str or type(p_raw) is float or type(p_raw) is int:
-                price = float(p_raw)
-            else:
-                raise ValueError
-            if type(s_raw) is str or type(s_raw) is float or type(s_raw) is int:
-                size = float(s_raw)
-            else:
-                raise ValueError
-        except (ValueError, OverflowError):
-            _reject(RejectReason.BAD_NUMBER, f"{name} level is not numeric: {_short(level)}")
-        if price - price != 0.0 or size - size != 0.0:
-            _reject(RejectReason.BAD_NUMBER, f"{name} level is not finite: {_short(level)}")
-        if price <= 0.0 or size < 0.0 or (size == 0.0 and not is_delta):
+        p = _level_number(level[0], name, level)
+        q = _level_number(level[1], name, level)
+        if not PRICE_MIN <= p <= PRICE_MAX:
             _reject(
-                RejectReason.NEGATIVE_VALUE,
-                f"{name} level out of range (price > 0, size > 0; 0 deletes in a delta only): "
+                RejectReason.NEGATIVE_VALUE if p <= 0.0 else RejectReason.OUT_OF_RANGE,
+                f"{name} level price must be within [{PRICE_MIN:g}, {PRICE_MAX:g}]: "
                 f"{_short(level)}",
             )
-        append((price, size))
-    return out
+        if q == 0.0:
+            if not is_delta:
+                _reject(
+                    RejectReason.NEGATIVE_VALUE,
+                    f"{name} level size 0 deletes, in a delta only: {_short(level)}",
+                )
+        elif SIZE_MIN <= q <= SIZE_MAX:
+            if p > hi:
+                hi = p
+            if p < lo:
+                lo = p
+        else:
+            _reject(
+                RejectReason.NEGATIVE_VALUE if q < 0.0 else RejectReason.OUT_OF_RANGE,
+                f"{name} level size must be 0 (delta) or within [{SIZE_MIN:g}, {SIZE_MAX:g}]: "
+                f"{_short(level)}",
+            )
+        append((p, q))
+    return out, hi, lo
 
 
 def _symbol(payload: Mapping[str, Any], info: _TopicInfo) -> str:
     symbol = payload.get("s")
     if symbol is None:
         symbol = payload.get("symbol")
-        if symbol is None:
-            symbol = info.symbol
-    if type(symbol) is not str or not symbol:
-        _reject(RejectReason.MISSING_SYMBOL, f"no symbol in payload or topic: {_short(symbol)}")
-    return symbol
+    if symbol is None:
+        symbol = info.symbol
+    return _checked_symbol(symbol)
 
 
 # --------------------------------------------------------------------------- per-kind payloads
@@ -260,6 +260,7 @@ class _Ctx:
         "exchange_ts",
         "gateway_ts",
         "info",
+        "limits",
         "receive_ts",
         "topic",
         "trace_id",
@@ -274,7 +275,9 @@ class _Ctx:
         receive_ts: int,
         event_id: str | None,
         trace_id: str | None,
+        limits: ParseLimits,
     ) -> None:
+        self.limits = limits
         self.topic = topic
         self.info = info
         self.exchange_ts = exchange_ts
@@ -282,6 +285,21 @@ class _Ctx:
         self.receive_ts = receive_ts
         self.event_id = event_id
         self.trace_id = trace_id
+
+    def time(self, value: Any, name: str) -> int:
+        """A millisecond time near the receive time (``time_window`` either side)."""
+        window = self.limits.time_window_us
+        return _near(_ms_to_us(value, name), self.receive_ts, window, window, name)
+
+    def kline_time(self, value: Any, name: str) -> int:
+        limits = self.limits
+        return _near(
+            _ms_to_us(value, name),
+            self.receive_ts,
+            limits.kline_window_us,
+            limits.time_window_us,
+            name,
+        )
 
 
 def _orderbook(payload: Mapping[str, Any], ctx: _Ctx, book_type: Any) -> BookSnapshot | BookDelta:
@@ -303,8 +321,14 @@ def _orderbook(payload: Mapping[str, Any], ctx: _Ctx, book_type: Any) -> BookSna
             RejectReason.UNKNOWN_EVENT_TYPE,
             f"orderbook type must be snapshot or delta, got {_short(book_type)}",
         )
-    bids = _levels(payload.get("b"), "b", is_delta)
-    asks = _levels(payload.get("a"), "a", is_delta)
+    bids, best_bid, _ = _levels(payload.get("b"), "b", is_delta)
+    asks, _, best_ask = _levels(payload.get("a"), "a", is_delta)
+    if best_bid >= best_ask:
+        # Both levels exist once this is applied, so the book would be crossed.
+        _reject(
+            RejectReason.INCONSISTENT,
+            f"crossed: bid {best_bid!r} >= ask {best_ask!r} within one {book_type} message",
+        )
     cls = BookDelta if is_delta else BookSnapshot
     return cls(
         symbol=_symbol(payload, ctx.info),
@@ -346,10 +370,10 @@ def _trade(payload: Mapping[str, Any], ctx: _Ctx) -> Trade:
         receive_ts=ctx.receive_ts,
         event_id=ctx.event_id,
         trace_id=ctx.trace_id,
-        price=_positive(_field(payload, "p", "trade"), "p"),
-        size=_positive(_field(payload, "v", "trade"), "v"),
+        price=_price(_field(payload, "p", "trade"), "p"),
+        size=_size(_field(payload, "v", "trade"), "v"),
         side=side,
-        trade_time=_ms_to_us(_field(payload, "T", "trade"), "T"),
+        trade_time=ctx.time(_field(payload, "T", "trade"), "T"),
         trade_id=trade_id,
         block_trade=block,
         seq=None if seq_raw is None else _int(seq_raw, "seq"),
@@ -363,6 +387,18 @@ def _kline(payload: Mapping[str, Any], ctx: _Ctx) -> Kline:
     confirmed = _field(payload, "confirm", "kline")
     if type(confirmed) is not bool:
         _reject(RejectReason.BAD_NUMBER, f"kline 'confirm' must be a boolean: {_short(confirmed)}")
+    start = ctx.kline_time(_field(payload, "start", "kline"), "start")
+    end = ctx.kline_time(_field(payload, "end", "kline"), "end")
+    open_ = _price(_field(payload, "open", "kline"), "open")
+    high = _price(_field(payload, "high", "kline"), "high")
+    low = _price(_field(payload, "low", "kline"), "low")
+    close = _price(_field(payload, "close", "kline"), "close")
+    if not (low <= open_ <= high and low <= close <= high) or end <= start:
+        _reject(
+            RejectReason.INCONSISTENT,
+            f"kline needs low <= open, close <= high and start < end: o={open_!r} h={high!r} "
+            f"l={low!r} c={close!r}",
+        )
     return Kline(
         symbol=_symbol(payload, ctx.info),
         topic=ctx.topic,
@@ -372,14 +408,14 @@ def _kline(payload: Mapping[str, Any], ctx: _Ctx) -> Kline:
         event_id=ctx.event_id,
         trace_id=ctx.trace_id,
         interval=interval,
-        start=_ms_to_us(_field(payload, "start", "kline"), "start"),
-        end=_ms_to_us(_field(payload, "end", "kline"), "end"),
-        open=_positive(_field(payload, "open", "kline"), "open"),
-        high=_positive(_field(payload, "high", "kline"), "high"),
-        low=_positive(_field(payload, "low", "kline"), "low"),
-        close=_positive(_field(payload, "close", "kline"), "close"),
-        volume=_non_negative(_field(payload, "volume", "kline"), "volume"),
-        turnover=_non_negative(_field(payload, "turnover", "kline"), "turnover"),
+        start=start,
+        end=end,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=_size(_field(payload, "volume", "kline"), "volume", zero_ok=True),
+        turnover=_amount(_field(payload, "turnover", "kline"), "turnover"),
         confirmed=confirmed,
     )
 
@@ -393,11 +429,10 @@ def _ticker(payload: Mapping[str, Any], ctx: _Ctx) -> Ticker:
         if name is None or value == "" or value is None:
             continue
         if name in _MS_TICKER_FIELDS:
-            fields[name] = _ms_to_us(value, key)
-        elif name in _SIGNED_TICKER_FIELDS:
-            fields[name] = _float(value, key)
+            fields[name] = ctx.time(value, key)
         else:
-            fields[name] = _non_negative(value, key)
+            low, high, zero_ok = _TICKER_BOUNDS.get(name, _PRICE_BOUNDS)
+            fields[name] = _bounded(value, key, low, high, zero_ok)
     return Ticker(
         symbol=_symbol(payload, ctx.info),
         topic=ctx.topic,
@@ -429,12 +464,12 @@ def _funding(payload: Mapping[str, Any], ctx: _Ctx) -> Funding:
         receive_ts=ctx.receive_ts,
         event_id=ctx.event_id,
         trace_id=ctx.trace_id,
-        funding_rate=_float(rate, "fundingRate"),
+        funding_rate=_bounded(rate, "fundingRate", -FUNDING_RATE_MAX, FUNDING_RATE_MAX, True),
         next_funding_time=(
-            None if next_raw is None or next_raw == "" else _ms_to_us(next_raw, "nextFundingTime")
+            None if next_raw is None or next_raw == "" else ctx.time(next_raw, "nextFundingTime")
         ),
         funding_rate_ts=(
-            None if ts_raw is None or ts_raw == "" else _ms_to_us(ts_raw, "fundingRateTimestamp")
+            None if ts_raw is None or ts_raw == "" else ctx.time(ts_raw, "fundingRateTimestamp")
         ),
     )
 
@@ -467,7 +502,9 @@ def _check_topic(topic: Any, kind: EventType) -> _TopicInfo:
     return info
 
 
-def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketEvent]:
+def _parse_envelope(
+    msg: Mapping[str, Any], receive_ts: int | None, limits: ParseLimits
+) -> list[MarketEvent]:
     event_type = msg["event_type"]
     kind = _EVENT_TYPES.get(event_type) if type(event_type) is str else None
     if kind is None:
@@ -496,6 +533,10 @@ def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[Mark
             receive_ts = gateway_ts
         else:
             receive_ts = exchange_ts
+    window = limits.time_window_us
+    _near(exchange_ts, receive_ts, window, window, "timestamp")
+    if gateway_ts is not None:
+        _near(gateway_ts, receive_ts, window, window, "received_at")
     ctx = _Ctx(
         topic,
         info,
@@ -504,6 +545,7 @@ def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[Mark
         receive_ts,
         _opt_str(msg, "event_id"),
         _opt_str(msg, "trace_id"),
+        limits,
     )
     if kind is EventType.ORDERBOOK:
         book = _orderbook(payload, ctx, payload.get("type"))
@@ -517,7 +559,9 @@ def _parse_envelope(msg: Mapping[str, Any], receive_ts: int | None) -> list[Mark
     return [_BUILDERS[kind](payload, ctx)]
 
 
-def _parse_frame(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketEvent]:
+def _parse_frame(
+    msg: Mapping[str, Any], receive_ts: int | None, limits: ParseLimits
+) -> list[MarketEvent]:
     topic = msg.get("topic")
     info = _topic_info(topic)
     if info.reject is not None:
@@ -533,13 +577,15 @@ def _parse_frame(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketE
         receive_ts = (
             exchange_ts if service_raw is None else _iso(service_raw, "service_received_at")
         )
+    window = limits.time_window_us
+    _near(exchange_ts, receive_ts, window, window, "ts")
     data = msg.get("data")
     if data is None:
         _reject(RejectReason.MISSING_FIELD, "frame has no 'data'")
     items = data if type(data) is list else [_as_dict(data, "data")]
     if not items or not data:
         _reject(RejectReason.EMPTY_DATA, f"frame {_short(topic)} has empty data")
-    ctx = _Ctx(topic, info, exchange_ts, None, receive_ts, None, None)
+    ctx = _Ctx(topic, info, exchange_ts, None, receive_ts, None, None, limits)
     out: list[MarketEvent] = []
     if kind is EventType.ORDERBOOK:
         book_type = msg.get("type")
@@ -553,15 +599,24 @@ def _parse_frame(msg: Mapping[str, Any], receive_ts: int | None) -> list[MarketE
 
 
 def parse_message(
-    body: bytes | str | Mapping[str, Any], *, receive_ts: int | None = None
+    body: bytes | str | Mapping[str, Any],
+    *,
+    receive_ts: int | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> list[MarketEvent]:
     """Parse one consumed message (or one recording line) into events.
 
     ``receive_ts`` is the service's own stamp (int microseconds). When ``None`` (replay) it is
     taken from ``service_received_at``, else the envelope ``received_at``, else the exchange
-    time (a bare frame's ``ts``). Raises ``MessageRejected`` for malformed input.
+    time (a bare frame's ``ts``). Raises ``MessageRejected`` for malformed input and for any
+    value outside the bounds documented in ``market/values.py``.
     """
     if type(body) is bytes or type(body) is str or isinstance(body, bytes | bytearray | memoryview):
+        if len(body) > limits.max_message_bytes:
+            _reject(
+                RejectReason.TOO_LARGE,
+                f"{len(body)} bytes, above the {limits.max_message_bytes} byte limit",
+            )
         try:
             msg = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -573,9 +628,9 @@ def parse_message(
     else:
         _reject(RejectReason.NOT_AN_OBJECT, f"message is not a JSON object: {_short(body)}")
     if "event_type" in msg:
-        return _parse_envelope(msg, receive_ts)
+        return _parse_envelope(msg, receive_ts, limits)
     if "data" in msg:
-        return _parse_frame(msg, receive_ts)
+        return _parse_frame(msg, receive_ts, limits)
     _reject(
         RejectReason.MISSING_FIELD,
         "neither a ws-gateway envelope (no 'event_type') nor a Bybit frame (no 'data')",

@@ -1,9 +1,14 @@
-"""Dataset builds: validate, queue, build in worker threads, record, announce.
+"""Dataset builds: validate, queue, build in worker processes, record, announce.
 
 Requests are checked completely before anything runs (a 400 with the reasons). Accepted builds
 are recorded as ``queued`` and run by a bounded pool of workers in submission order; progress is
 kept in memory for GET /dataset/{id} and persisted every few seconds. A finished build publishes
 ``{dataset_id, status, splits_info, download_urls}`` on ``features.dataset.ready``.
+
+Bounded (issue 9): a period longer than ``max_period_days`` (default 366) is refused, and so is
+one reaching more than a day beyond the stored raw data on either side, both with a 400 naming
+the limit; each build runs in its own process (services/workers.py), never in the live event
+loop, and ``cancel`` stops it (or takes it off the queue).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,15 +33,18 @@ from feature_service.logging import TRACE_ID, current_trace_id, get_logger, new_
 from feature_service.registry.loader import Registry
 from feature_service.services.dataset_builder import (
     BuildFailed,
-    build_dataset,
+    available_period,
     check_data_available,
 )
+from feature_service.services.workers import BuildCancelled, BuildProcess
 
 log = get_logger(__name__)
 
 SPLITS = ("train", "validation", "test")
 # A rough planning figure for estimated_completion before a build has measured itself.
 ASSUMED_SECONDS_PER_DAY_OF_DATA = 60.0
+US_PER_DAY = 86_400_000_000
+CANCELLED = "cancelled by request"
 
 
 class BuildObserver(Protocol):
@@ -66,9 +75,16 @@ class DatasetService:
         ready_queue: str = "features.dataset.ready",
         parallelism: int = 1,
         base_url: str = "",
+        max_period_days: float = 366.0,
+        build_runner: Callable[..., BuildProcess] = BuildProcess,
         backfill: Any = None,
         observer: BuildObserver | None = None,
     ) -> None:
+        # (request dict, registry, raw root, out dir) -> a runner with run()/cancel();
+        # the default is a worker process, tests substitute an in-thread one.
+        self._build_runner = build_runner
+        self.max_period_days = max_period_days
+        self._running: dict[uuid.UUID, BuildProcess] = {}
         self.store = store
         self.registry = registry
         self.raw_root = raw_root
@@ -114,6 +130,8 @@ class DatasetService:
         ]
 
     async def stop(self) -> None:
+        # Cancelling the workers terminates their build processes; the records stay
+        # "building", so the next start resumes them.
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -125,9 +143,8 @@ class DatasetService:
     async def submit(self, req: DatasetBuildRequest) -> DatasetRecord:
         problems = validate_request(req, self.registry)
         if not problems:
-            missing = await asyncio.to_thread(check_data_available, self.raw_root, req)
-            if missing and self.backfill is None:
-                problems.append(missing)
+            # With a backfill configured, missing data is fetched before the build.
+            problems += await self._bounds_problems(req, check_data=self.backfill is None)
         if problems:
             raise DatasetRequestError(problems)
         periods = {
@@ -160,6 +177,53 @@ class DatasetService:
         self._enqueue(rec.id)
         log.info("dataset_queued", dataset_id=str(rec.id), symbol=req.symbol)
         return rec
+
+    async def _bounds_problems(
+        self, req: DatasetBuildRequest, *, check_data: bool = True
+    ) -> list[str]:
+        span = req.span()
+        if span is None:
+            return []
+        days = span.length_s / 86_400
+        if days > self.max_period_days:
+            return [
+                f"the requested period is {days:,.1f} days long; the limit is "
+                f"{self.max_period_days:g} days (FEATURE_SERVICE_DATASET_MAX_PERIOD_DAYS)"
+            ]
+        if not check_data:
+            return []
+        missing = await asyncio.to_thread(check_data_available, self.raw_root, req)
+        if missing:
+            return [missing]
+        have = await asyncio.to_thread(available_period, self.raw_root, req.symbol)
+        if have is not None and (
+            span.start_us < have.start_us - US_PER_DAY or span.end_us > have.end_us + US_PER_DAY
+        ):
+            d = have.to_dict()
+            return [
+                f"the requested period reaches more than 1 day beyond the stored data for "
+                f"{req.symbol} ([{d['start']}, {d['end']})); periods must lie within it"
+            ]
+        return []
+
+    async def cancel(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
+        """Stop a running build or take a queued one off the queue; None when it had already
+        finished (ready or failed). ``KeyError`` for an unknown id."""
+        rec = await self.store.get_dataset(dataset_id)
+        if rec is None:
+            raise KeyError(dataset_id)
+        if rec.status not in ("queued", "building"):
+            return None
+        if dataset_id in self._waiting:
+            self._waiting.remove(dataset_id)
+            await self._fail(dataset_id, CANCELLED)
+        process = self._running.get(dataset_id)
+        if process is not None:
+            process.cancel()  # the worker loop records the failure when the process is gone
+        elif rec.status == "building":  # building in another instance or a lost process
+            await self._fail(dataset_id, CANCELLED)
+        log.info("dataset_cancelled", dataset_id=str(dataset_id))
+        return await self.store.get_dataset(dataset_id)
 
     def _enqueue(self, dataset_id: uuid.UUID) -> None:
         self._waiting.append(dataset_id)
@@ -215,25 +279,25 @@ class DatasetService:
         await self.store.update_dataset(
             dataset_id, status="building", storage_path=str(out_dir), progress={"stage": "start"}
         )
-        loop = asyncio.get_running_loop()
-
-        def report(progress: dict[str, Any]) -> None:
-            # Called from the build thread: hand it to the event loop.
-            loop.call_soon_threadsafe(self._on_progress, dataset_id, progress)
-
         log.info("dataset_build_started", dataset_id=str(dataset_id), symbol=req.symbol)
         if self.backfill is not None:
             from feature_service.services.backfill_auto import backfill_before_build
 
-            await backfill_before_build(self.backfill, req, self.registry, report)
-        try:
-            result = await asyncio.to_thread(
-                build_dataset, req, self.registry, self.raw_root, out_dir, progress=report
+            await backfill_before_build(
+                self.backfill, req, self.registry, lambda p: self._on_progress(dataset_id, p)
             )
-        except BuildFailed as exc:
+        process = self._build_runner(
+            req.model_dump(mode="json"), self.registry, self.raw_root, out_dir
+        )
+        self._running[dataset_id] = process
+        try:
+            result = await process.run(lambda p: self._on_progress(dataset_id, p))
+        except (BuildFailed, BuildCancelled) as exc:
             shutil.rmtree(out_dir, ignore_errors=True)
             await self._fail(dataset_id, str(exc))
             return
+        finally:
+            self._running.pop(dataset_id, None)
         rec = await self.store.update_dataset(
             dataset_id,
             status="ready",

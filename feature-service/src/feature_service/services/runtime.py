@@ -16,6 +16,7 @@ from feature_service.adapters.bus import MessageBus, QueueSpec, create_bus
 from feature_service.adapters.bus.base import Delivery
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.factory import create_metadata_store
+from feature_service.adapters.metadata.guarded import GuardedStore
 from feature_service.adapters.metadata.metrics_sink import sink_for_store
 from feature_service.adapters.rawstore.layout import Kind
 from feature_service.adapters.rawstore.schema import CheckpointMeta
@@ -26,7 +27,7 @@ from feature_service.config import Settings
 from feature_service.engine.checkpoints import BookCheckpointer
 from feature_service.engine.clocks import AcceleratedClock, ServiceClock, WallClock
 from feature_service.engine.core import FeatureEngine
-from feature_service.engine.live import LiveEngine, vector_to_json
+from feature_service.engine.live import LiveEngine, vector_message_id, vector_to_json
 from feature_service.engine.vector import FeatureVector, interval_label
 from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
@@ -43,6 +44,7 @@ from feature_service.services.metrics_writer import BuildObservers, MetricsWrite
 from feature_service.services.registry import RegistryService
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
+from feature_service.services.workers import RetentionWorker
 from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
@@ -93,6 +95,7 @@ class Runtime:
             dead_letter=self.bus.dead_letter,
             raw_sink=self.raw_writer if settings.raw_store_enabled else None,
             on_vectors=self._archive_vectors,
+            limits=settings.parse_limits,
             telemetry=self.telemetry,
             checkpointer=(
                 BookCheckpointer(
@@ -104,8 +107,17 @@ class Runtime:
         )
         self.warm_report: dict[str, Any] | None = None
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
-        self.store = store or create_metadata_store(
-            settings.database_url, settings.sqlite_path, settings.migrations_dir
+        # Every call bounded (db_timeout_s) and a dead connection made a StoreUnavailable
+        # (HTTP 503 with Retry-After), so a database outage never hangs a request.
+        self.store: Any = GuardedStore(
+            store
+            or create_metadata_store(
+                settings.database_url,
+                settings.sqlite_path,
+                settings.migrations_dir,
+                timeout_s=settings.db_timeout_s,
+            ),
+            settings.db_timeout_s,
         )
         self.backfill = build_backfill(settings, self.store, self.registry)
         self.metrics_writer = MetricsWriter(
@@ -123,6 +135,7 @@ class Runtime:
             bus=self.bus,
             ready_queue=settings.dataset_ready_queue,
             parallelism=settings.dataset_build_parallelism,
+            max_period_days=settings.dataset_max_period_days,
             base_url=f"http://{settings.host}:{settings.port}",
             backfill=self.backfill if settings.backfill_auto else None,
             observer=BuildObservers(self.telemetry, self.metrics_writer),
@@ -154,6 +167,8 @@ class Runtime:
         self.metrics_registry = build_registry(self)
         self._consumers: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.retention_worker = RetentionWorker()
+        self.started_us: int | None = None  # live clock at start: market data is due from then
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,6 +188,7 @@ class Runtime:
         # Live state starts now (empty, or warm from the raw store as of this moment): an
         # offline replay reproducing it starts here too, with the same state_as_of.
         self.archive.session_start_us = await self._warm_start()
+        self.started_us = self.archive.session_start_us
         self.archive.start()
         for name in s.input_queues.values():
             spec = QueueSpec.ws_gateway(name)
@@ -321,16 +337,17 @@ class Runtime:
 
     async def _retention_loop(self) -> None:
         """Archive and expire raw data on a schedule; a failure is logged and retried later."""
-        from feature_service.adapters.rawstore.retention import apply_retention
-
         s = self.settings
+        # The first run waits a little: start-up (and short-lived test services) should not
+        # pay for spawning the worker process.
+        await asyncio.sleep(min(60.0, s.retention_check_interval_s))
         while True:
             try:
-                # Every action is logged by apply_retention itself.
-                await asyncio.to_thread(
-                    apply_retention,
-                    s.raw_dir,
-                    s.archive_dir,
+                # Every action is logged by apply_retention itself; it runs in a worker
+                # process so its CPU never stalls the live event loop.
+                await self.retention_worker.run(
+                    root=s.raw_dir,
+                    archive_root=s.archive_dir,
                     now_us=time.time_ns() // 1000,
                     retention_days=s.retention_days,
                     archive_retention_days=s.archive_retention_days,
@@ -356,10 +373,9 @@ class Runtime:
             await self.depth_source.aclose()
         if self.replay is not None:
             await self.replay.stop()
-        for consumer in self._consumers:
-            await consumer.cancel()
-        self._consumers.clear()
+        await self._stop_consuming()
         await self.datasets.stop()
+        self.retention_worker.close()
         if self.backfill is not None:
             await self.backfill.stop()
         await self.live.stop()
@@ -407,9 +423,22 @@ class Runtime:
         except RuntimeError:  # writer closed during shutdown: checkpoints are derived data
             log.warning("checkpoint_not_stored", symbol=checkpoint.symbol)
 
+    async def _stop_consuming(self) -> None:
+        """Graceful (SIGTERM): stop taking deliveries, make what was taken durable so its acks
+        go out on the still-open channels, then close them. Flushing repeatedly until every
+        consumer has closed also catches rows of the handler that was in flight."""
+        cancels = [asyncio.ensure_future(c.cancel()) for c in self._consumers]
+        while cancels:
+            with contextlib.suppress(Exception):  # a failing store: acks wait, the grace ends
+                await self.raw_writer.flush()
+            _, pending = await asyncio.wait(cancels, timeout=0.05)
+            cancels = list(pending)
+        self._consumers.clear()
+
     # -- plumbing ------------------------------------------------------------------------------
     async def _on_execution(self, delivery: Delivery) -> None:
         """Own executions: stored raw (acknowledged once on disk), never fed to features."""
+        await self.live.wait_for_storage()
         try:
             meta = parse_execution(delivery.body, receive_ts=self.live.clock.now_us())
         except MessageRejected as exc:
@@ -429,6 +458,9 @@ class Runtime:
         await self.bus.publish(
             self.settings.features_exchange,
             vector_to_json(vector),
+            # One id per (symbol, interval, boundary): consumers dedup on it (issue 9).
+            message_id=vector_message_id(vector),
+            at_most_once=True,
             headers={
                 "symbol": vector.symbol,
                 "interval": interval_label(vector.interval_s),
@@ -442,46 +474,9 @@ class Runtime:
 
     # -- health --------------------------------------------------------------------------------
     async def health_checks(self) -> dict[str, dict[str, Any]]:
-        now_us = self.live.clock.now_us()
-        bus_health = self.bus.health()
-        checks: dict[str, dict[str, Any]] = {
-            "bus": {"ok": bool(bus_health.get("connected")), **bus_health},
-            "metadata_store": await self._metadata_check(),
-            "registry": {
-                "ok": self.registry.is_valid,
-                "version": self.registry.version,
-                "features": len(self.registry.features),
-            },
-        }
-        last_vector = self.live.stats.last_vector_us
-        age_s = None if last_vector is None else max(0.0, (now_us - last_vector) / 1e6)
-        max_interval = max(self.settings.intervals)
-        stale = sorted(
-            symbol
-            for symbol, by_interval in self.live.latest.items()
-            if any(v.stale for v in by_interval.values())
-        )
-        checks["computation"] = {
-            # Before the first vector the service is starting, not broken.
-            "ok": age_s is None or age_s <= 2 * max_interval + 5,
-            "last_computation_age_s": age_s,
-            "last_computation_ms": round(self.engine.last_computation_us / 1000.0, 4),
-            "stale_symbols": stale,
-            "data_age_s": self._data_age_s(now_us),
-        }
-        if self.subscriptions is not None:
-            checks["subscriptions"] = {"ok": True, **self.subscriptions.summary()}
-        if self.resyncer is not None:
-            checks["book_resync"] = {"ok": True, **self.resyncer.summary()}
-        checks["book_depth"] = self.depth_status()
-        return checks
+        from feature_service.services.health import health_checks
 
-    def _data_age_s(self, now_us: int) -> float | None:
-        last = self.live.stats.last_event_receive_us
-        return None if last is None else max(0.0, (now_us - last) / 1e6)
-
-    async def _metadata_check(self) -> dict[str, Any]:
-        return {"ok": await self.store.ping(), "kind": self.store.kind}
+        return await health_checks(self)
 
 
 def _raw_done(fut: asyncio.Future[None]) -> None:

@@ -16,6 +16,7 @@ from feature_service.adapters.bus.base import (
     Handler,
     MessageBus,
     PublishFailed,
+    PublishUncertain,
     QueueNotFound,
     QueueSpec,
     TopologyMismatch,
@@ -40,6 +41,7 @@ __all__ = [
     "MemoryBus",
     "MessageBus",
     "PublishFailed",
+    "PublishUncertain",
     "QueueNotFound",
     "QueueSpec",
     "RabbitMQBus",
@@ -59,5 +61,9 @@ def create_bus(settings: Settings) -> MessageBus:
             )
         case url:
             return RabbitMQBus(
-                url, prefetch=settings.prefetch, dead_letter_queue=settings.dead_letter_queue
+                url,
+                prefetch=settings.prefetch,
+                dead_letter_queue=settings.dead_letter_queue,
+                heartbeat_s=settings.rabbitmq_heartbeat_s,
+                publish_timeout=settings.publish_timeout_s,
             )

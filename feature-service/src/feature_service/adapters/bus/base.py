@@ -63,7 +63,12 @@ class TopologyMismatch(BusError):
 
 
 class PublishFailed(BusError):
-    pass
+    """The message was not published (it never left, or the broker refused it): safe to retry."""
+
+
+class PublishUncertain(PublishFailed):
+    """The message left but no confirm came (timeout, connection lost while waiting): it may be
+    on the queue. Re-sending it blindly could duplicate it, so callers do not."""
 
 
 class DeliveryAlreadySettled(BusError):
@@ -247,10 +252,16 @@ class MessageBus(Protocol):
         persistent: bool = True,
         routing_key: str = "",
         message_id: str | None = None,
+        at_most_once: bool = False,
     ) -> None:
         """Publish to exchange ``target``; ``""`` is the default exchange, which routes to the
         queue named ``routing_key``. Returns once the broker confirmed it. Unroutable
-        messages are dropped silently (as RabbitMQ does without ``mandatory``)."""
+        messages are dropped silently (as RabbitMQ does without ``mandatory``).
+
+        By default a publish whose connection was lost is re-sent once the channel is back
+        (at least once). ``at_most_once`` never re-sends after the message may have left:
+        a missing confirm raises ``PublishUncertain`` (live vectors: a duplicate is worse
+        than a gap, and the next vector follows within a second)."""
         ...
 
     async def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> None:

@@ -429,6 +429,7 @@ class MemoryBus(BusBase):
         persistent: bool = True,
         routing_key: str = "",
         message_id: str | None = None,
+        at_most_once: bool = False,
     ) -> None:
         if not self._connected:
             raise BusNotConnected("memory bus is closed")

@@ -14,8 +14,15 @@ one message at a time. After a reconnect the robust channel re-declares the queu
 re-subscribes; deliveries still buffered from the dead channel are discarded (the broker has
 requeued them and delivers them again, flagged redelivered).
 
-Publishing is at-least-once: a publish that lost its channel before the confirm is retried
-once the channel is back (within ``publish_timeout``), which can duplicate a message.
+A publish whose channel was gone before the message left is retried once the channel is back
+(within ``publish_timeout``). Once the message may have left (confirm timeout, connection lost
+while waiting), the default re-sends it (at least once, which can duplicate); with
+``at_most_once`` (live vectors) it raises ``PublishUncertain`` and is never re-sent, since the
+broker may have it. Vectors also carry a deterministic ``message_id`` so consumers can dedup.
+
+Blackhole detection (the socket stays open, nothing comes back): the AMQP heartbeat
+(``heartbeat_s``) makes the client drop a connection after ~3 silent intervals, and a publish
+confirm that timed out marks the bus not ready (``health()``) until a later confirm arrives.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from feature_service.adapters.bus.base import (
     ExchangeNotFound,
     Handler,
     PublishFailed,
+    PublishUncertain,
     QueueNotFound,
     QueueSpec,
     TopologyMismatch,
@@ -62,8 +70,10 @@ _PERSISTENT = 2
 _TRANSIENT = 1
 _SETTLE_ERRORS = (ChannelInvalidStateError, *CONNECTION_EXCEPTIONS)
 # Channel-level loss (not a broker refusal): worth waiting for the robust channel and retrying.
-_RETRYABLE_PUBLISH_ERRORS = (
-    ChannelInvalidStateError,
+# Raised before anything was sent (the channel was already unusable): safe to retry.
+_NOT_SENT_ERRORS = (ChannelInvalidStateError,)
+# Raised while waiting for the confirm: the message may be on the broker.
+_UNCERTAIN_ERRORS = (
     aiormq.exceptions.ChannelClosed,
     aiormq.exceptions.ConnectionClosed,
     ConnectionError,
@@ -246,8 +256,11 @@ class RabbitMQBus(BusBase):
         publish_timeout: float = 5.0,
         declare_timeout: float = 10.0,
         connection_name: str = "feature-service",
+        heartbeat_s: int = 5,
     ) -> None:
         self.stats = BusStats()
+        self._heartbeat_s = heartbeat_s
+        self._confirm_stalled_since: float | None = None  # loop time of the last confirm timeout
         self._url = url
         self._prefetch = prefetch
         self._dead_letter_queue = dead_letter_queue
@@ -283,10 +296,15 @@ class RabbitMQBus(BusBase):
     def connection(self) -> RobustConnection | None:
         return self._connection
 
+    @property
+    def confirms_stalled(self) -> bool:
+        """A publish confirm timed out and none arrived since: the broker does not answer."""
+        return self._confirm_stalled_since is not None
+
     def health(self) -> BusHealth:
         return BusHealth(
             backend=self.backend,
-            connected=self.is_connected,
+            connected=self.is_connected and not self.confirms_stalled,
             reconnects=self._reconnects,
             last_error=self._last_error,
             consumers=len(self._consumers),
@@ -298,8 +316,11 @@ class RabbitMQBus(BusBase):
             return
         self._closing = False
         try:
+            url = URL(self._url)
+            if "heartbeat" not in url.query and self._heartbeat_s > 0:
+                url = url.update_query(heartbeat=str(self._heartbeat_s))
             connection = await aio_pika.connect_robust(
-                self._url,
+                url,
                 reconnect_interval=self._reconnect_interval,
                 timeout=self._connect_timeout,
                 client_properties={"connection_name": self._connection_name},
@@ -343,6 +364,7 @@ class RabbitMQBus(BusBase):
 
     def _on_reconnected(self, _sender: Any) -> None:
         self._reconnects += 1
+        self._confirm_stalled_since = None  # a fresh connection; the next publish tells again
         _log.info("bus.reconnected", reconnects=self._reconnects)
         self._spawn(self._replay_topology())
 
@@ -530,6 +552,7 @@ class RabbitMQBus(BusBase):
         persistent: bool = True,
         routing_key: str = "",
         message_id: str | None = None,
+        at_most_once: bool = False,
     ) -> None:
         await self._publish(
             target,
@@ -539,6 +562,7 @@ class RabbitMQBus(BusBase):
             persistent,
             message_id,
             topology.CONTENT_TYPE_JSON,
+            at_most_once=at_most_once,
         )
         self.stats.published += 1
 
@@ -562,6 +586,8 @@ class RabbitMQBus(BusBase):
         persistent: bool,
         message_id: str | None,
         content_type: str | None,
+        *,
+        at_most_once: bool = False,
     ) -> None:
         self._require_connection()
         if exchange and exchange not in self._known_exchanges:
@@ -585,6 +611,14 @@ class RabbitMQBus(BusBase):
                 if publisher is None:
                     raise BusNotConnected("rabbitmq bus is not connected")
                 channel = await asyncio.wait_for(publisher.get_underlay_channel(), remaining)
+            except (*_NOT_SENT_ERRORS, *_UNCERTAIN_ERRORS) as exc:
+                # Nothing was sent yet: waiting for the channel and trying again is safe.
+                if self._closing:
+                    raise BusNotConnected("rabbitmq bus is closing") from exc
+                _log.info("bus.publish_retry", exchange=exchange, error=repr(exc))
+                await self._wait_publisher(deadline)
+                continue
+            try:
                 confirmation = await channel.basic_publish(
                     body,
                     exchange=exchange,
@@ -596,12 +630,26 @@ class RabbitMQBus(BusBase):
             except ChannelNotFoundEntity as exc:
                 self._known_exchanges.discard(exchange)
                 raise ExchangeNotFound(exchange) from exc
-            except _RETRYABLE_PUBLISH_ERRORS as exc:
+            except _NOT_SENT_ERRORS as exc:
                 if self._closing:
                     raise BusNotConnected("rabbitmq bus is closing") from exc
                 _log.info("bus.publish_retry", exchange=exchange, error=repr(exc))
                 await self._wait_publisher(deadline)
                 continue
+            except _UNCERTAIN_ERRORS as exc:
+                if isinstance(exc, TimeoutError) and self._confirm_stalled_since is None:
+                    self._confirm_stalled_since = loop.time()
+                    self._last_error = f"publish confirm timed out after {self._publish_timeout} s"
+                    _log.warning("bus.confirm_timeout", exchange=exchange)
+                if not at_most_once and not self._closing:
+                    _log.info("bus.publish_retry", exchange=exchange, error=repr(exc))
+                    await self._wait_publisher(deadline)
+                    continue
+                raise PublishUncertain(
+                    f"publish to {exchange!r}/{routing_key!r}: no confirm ({type(exc).__name__});"
+                    " not re-sent"
+                ) from exc
+            self._confirm_stalled_since = None
             if isinstance(confirmation, aiormq.spec.Basic.Nack | aiormq.spec.Basic.Reject):
                 raise PublishFailed(f"broker refused the message for {exchange!r}/{routing_key!r}")
             return

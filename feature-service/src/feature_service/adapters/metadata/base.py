@@ -34,6 +34,11 @@ class StoreNotConnected(MetadataStoreError):
         super().__init__("metadata store is not connected: call connect() first")
 
 
+class StoreUnavailable(MetadataStoreError):
+    """The store did not answer in time or the connection failed: a transient condition the
+    API reports as 503 with Retry-After (the pool reconnects by itself)."""
+
+
 class ConstraintViolation(MetadataStoreError):
     """A row broke a CHECK, UNIQUE, NOT NULL or type constraint; ``constraint`` names it when
     the backend says which (e.g. ``datasets_status_check``)."""

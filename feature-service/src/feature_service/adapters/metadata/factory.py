@@ -23,6 +23,7 @@ def create_metadata_store(
     database_url: str | None,
     sqlite_path: Path,
     migrations_dir: Path | None = None,
+    timeout_s: float = 30.0,
 ) -> MetadataStore:
     """``postgresql://`` / ``postgres://`` -> PostgreSQL; ``sqlite:///path`` -> SQLite at that
     path; ``None`` -> SQLite at ``sqlite_path`` (the embedded default)."""
@@ -31,7 +32,12 @@ def create_metadata_store(
     scheme, sep, _ = database_url.partition("://")
     match scheme.lower() if sep else "":
         case "postgresql" | "postgres":
-            return PostgresMetadataStore(database_url, migrations_dir=migrations_dir)
+            return PostgresMetadataStore(
+                database_url,
+                migrations_dir=migrations_dir,
+                command_timeout=timeout_s,
+                connect_timeout=timeout_s,
+            )
         case "sqlite":
             return SqliteMetadataStore(
                 sqlite_path_from_url(database_url), migrations_dir=migrations_dir

@@ -133,6 +133,7 @@ class PostgresMetadataStore(PostgresBackfillJobs):
         min_size: int = 1,
         max_size: int = 10,
         command_timeout: float = 30.0,
+        connect_timeout: float = 30.0,
     ) -> None:
         if schema is not None and not _SCHEMA_RE.match(schema):
             raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
@@ -142,6 +143,7 @@ class PostgresMetadataStore(PostgresBackfillJobs):
         self._min_size = min_size
         self._max_size = max_size
         self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout  # asyncpg's default is 60 s
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -168,6 +170,7 @@ class PostgresMetadataStore(PostgresBackfillJobs):
             min_size=self._min_size,
             max_size=self._max_size,
             command_timeout=self._command_timeout,
+            timeout=self._connect_timeout,
             server_settings=settings,
             init=_init_connection,
         )

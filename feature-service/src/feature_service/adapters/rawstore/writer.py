@@ -8,6 +8,14 @@ or leaves it unacknowledged (redelivered, and removed again as a duplicate on re
 Rows are buffered per (kind, day, symbol). A buffer is written when it reaches ``flush_rows`` or
 when its oldest row is ``flush_age_s`` old. All rows of a buffer share one future, so a message
 costs one list append and no allocation of its own. Parquet encoding runs in worker threads.
+
+Failure (disk full, I/O error): a batch that could not be written is never dropped. It is kept,
+in order, and written again with exponential backoff (``retry_initial_s`` doubling up to
+``retry_max_s``) until it succeeds; its future resolves only then. Meanwhile ``healthy`` is False
+with the reason in ``failure``, so the consumer stops taking deliveries (``wait_healthy``) and
+/health reports it; when a retry succeeds everything resumes by itself. Only ``close`` gives up:
+the futures of batches still failing then carry the error, and their messages stay
+unacknowledged for the broker to redeliver to the next process.
 """
 
 from __future__ import annotations
@@ -16,10 +24,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from feature_service.adapters.rawstore.layout import (
     US_PER_DAY,
@@ -28,103 +34,25 @@ from feature_service.adapters.rawstore.layout import (
     clean_stale_tmp,
     day_name,
     kind_of,
-    part_path,
-    write_table_atomic,
+)
+from feature_service.adapters.rawstore.parts import (
+    WriterStats,
+    WrittenPart,
+    _PartCounter,
+    write_part,
 )
 from feature_service.adapters.rawstore.schema import (
     Item,
     PendingRow,
     RecordMeta,
-    build_table,
-    sort_rows,
 )
 from feature_service.logging import get_logger
+from feature_service.market.errors import UnstorableRecord
 from feature_service.market.events import MarketEvent
 
 log = get_logger(__name__)
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class WrittenPart:
-    path: Path
-    kind: Kind
-    day: str
-    symbol: str
-    rows: int
-    bytes: int
-    first_ts: int
-    last_ts: int
-
-
-def write_part(
-    root: Path,
-    kind: Kind,
-    day: str,
-    symbol: str,
-    rows: Sequence[PendingRow],
-    *,
-    compression: str = "zstd",
-    compression_level: int | None = None,
-    source: str = "live",
-) -> WrittenPart:
-    """Write one immutable part file (blocking; the async writer calls it in a thread)."""
-    ordered = sort_rows(rows)
-    table = build_table(kind, ordered, source)
-    first, last = ordered[0][0].receive_ts, ordered[-1][0].receive_ts
-    path = part_path(root, kind, day, symbol, first)
-    size = write_table_atomic(
-        table, path, compression=compression, compression_level=compression_level
-    )
-    return WrittenPart(path, kind, day, symbol, len(ordered), size, first, last)
-
-
-class _PartCounter:
-    """Index of an event within its message: the live consumer submits every event of one body
-    in a row with the same body object, so identity of the body tells parts apart cheaply."""
-
-    __slots__ = ("_last_part", "_last_raw", "_last_ts")
-
-    def __init__(self) -> None:
-        self._last_raw: object = None
-        self._last_ts = -1
-        self._last_part = 0
-
-    def next(self, raw: object, receive_ts: int) -> int:
-        part = self._last_part + 1 if raw is self._last_raw and receive_ts == self._last_ts else 0
-        self._last_raw, self._last_ts, self._last_part = raw, receive_ts, part
-        return part
-
-
-@dataclass(slots=True)
-class WriterStats:
-    rows_written: dict[str, int] = field(default_factory=dict)  # per kind
-    files_written: int = 0
-    bytes_written: int = 0
-    pending_rows: int = 0  # submitted, not yet durable
-    batches_failed: int = 0
-    rows_failed: int = 0
-    last_write_s: float | None = None  # duration of the last Parquet write
-    max_write_s: float = 0.0
-    last_flush_latency_s: float | None = None  # oldest row of the last batch: submit -> durable
-    max_flush_latency_s: float = 0.0
-    stale_tmp_removed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rows_written": dict(self.rows_written),
-            "files_written": self.files_written,
-            "bytes_written": self.bytes_written,
-            "pending_rows": self.pending_rows,
-            "batches_failed": self.batches_failed,
-            "rows_failed": self.rows_failed,
-            "last_write_s": self.last_write_s,
-            "max_write_s": self.max_write_s,
-            "last_flush_latency_s": self.last_flush_latency_s,
-            "max_flush_latency_s": self.max_flush_latency_s,
-            "stale_tmp_removed": self.stale_tmp_removed,
-        }
 
 
 class _Buffer:
@@ -165,6 +93,8 @@ class RawWriter:
         clock: Clock = time.monotonic,
         first_seq: int | None = None,
         stale_tmp_age_s: float = 300.0,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 10.0,
     ) -> None:
         if flush_rows < 1 or flush_age_s <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_age_s > 0")
@@ -184,6 +114,13 @@ class RawWriter:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.failure: str | None = None  # the last write error while batches wait for a retry
+        self.failing_since: float | None = None  # clock() of the first failure of this episode
+        self._failed: list[_Buffer] = []  # written again, in this order
+        self._retry_task: asyncio.Task[None] | None = None
+        self._healthy_event: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,6 +149,18 @@ class RawWriter:
         except RawStoreError as exc:
             log.error("raw_close_incomplete", error=str(exc))
         finally:
+            if self._retry_task is not None:
+                self._retry_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._retry_task
+                self._retry_task = None
+            if self._failed:
+                await self._retry_failed()  # one last attempt
+            for buffer in self._failed:
+                if not buffer.future.done():
+                    buffer.future.set_exception(RawStoreError(self.failure or "write failed"))
+                    buffer.future.exception()
+            self._failed.clear()
             if self._task is not None:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -245,7 +194,7 @@ class RawWriter:
                 check_symbol(item.symbol)
             except ValueError as exc:
                 failed: asyncio.Future[None] = loop.create_future()
-                failed.set_exception(exc)
+                failed.set_exception(UnstorableRecord(str(exc)))
                 return failed
             buffer = _Buffer(kind, key[1], item.symbol, self._clock(), loop.create_future())
             self._buffers[key] = buffer
@@ -267,17 +216,86 @@ class RawWriter:
         return len(tasks)
 
     async def flush(self) -> None:
-        """Make every row submitted so far durable; raises RawStoreError if a batch failed
-        (its futures carry the exception too)."""
+        """Make every row submitted so far durable; raises RawStoreError while batches wait for
+        a retry (their futures stay pending until it succeeds)."""
         for key in list(self._buffers):
             self._dispatch(key)
         tasks = list(self._inflight)
-        failed_before = self.stats.batches_failed
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        failed = self.stats.batches_failed - failed_before
-        if failed:
-            raise RawStoreError(f"{failed} raw batch(es) failed to write")
+        if self._failed:
+            raise RawStoreError(
+                f"{len(self._failed)} raw batch(es) failed to write and wait for a retry: "
+                f"{self.failure}"
+            )
+
+    # -- failure -------------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return not self._failed
+
+    async def wait_healthy(self) -> None:
+        """Return once no batch waits for a retry (at once when healthy)."""
+        while self._failed:
+            if self._healthy_event is None:
+                self._healthy_event = asyncio.Event()
+            await self._healthy_event.wait()
+
+    def _keep_failed(self, buffer: _Buffer, exc: BaseException) -> None:
+        if not self._failed:
+            self.failing_since = self._clock()
+            log.error("raw_store_failing", error=repr(exc))
+        self.failure = f"{type(exc).__name__}: {exc}"
+        self._failed.append(buffer)
+        self._failed.sort(key=lambda b: b.first_at)  # oldest batch first
+        if self._healthy_event is not None:
+            self._healthy_event.clear()
+        if self._retry_task is None and not self._closed:
+            self._retry_task = asyncio.get_running_loop().create_task(
+                self._retry_loop(), name="raw-writer-retry"
+            )
+
+    async def _retry_loop(self) -> None:
+        delay = self.retry_initial_s
+        try:
+            while self._failed:
+                await asyncio.sleep(delay)
+                await self._retry_failed()
+                delay = min(delay * 2, self.retry_max_s)
+        finally:
+            self._retry_task = None
+
+    async def _retry_failed(self) -> None:
+        """Write the waiting batches again, oldest first; stop at the first that still fails."""
+        while self._failed:
+            buffer = self._failed[0]
+            try:
+                written = await asyncio.to_thread(self._write_part, buffer)
+            except Exception as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                self.stats.retries_failed += 1
+                log.warning("raw_retry_failed", error=self.failure, waiting=len(self._failed))
+                return
+            self._failed.pop(0)
+            self.stats.batches_retried += 1
+            self._written(buffer, written)
+        if self.failing_since is not None:
+            log.info("raw_store_recovered", after_s=round(self._clock() - self.failing_since, 3))
+        self.failure = None
+        self.failing_since = None
+        if self._healthy_event is not None:
+            self._healthy_event.set()
+
+    def _write_part(self, buffer: _Buffer) -> WrittenPart:
+        return write_part(
+            self.root,
+            buffer.kind,
+            day_name(buffer.day),
+            buffer.symbol,
+            buffer.rows,
+            compression=self.compression,
+            compression_level=self.compression_level,
+        )
 
     @property
     def buffered_rows(self) -> int:
@@ -326,19 +344,14 @@ class RawWriter:
         rows = buffer.rows
         async with self._semaphore:
             started = self._clock()
+            if self._failed:
+                # Later batches wait behind the failed ones: files stay in arrival order and a
+                # full disk is not hammered by every new batch.
+                self._keep_failed(buffer, RuntimeError(self.failure or "earlier batch failed"))
+                return
             try:
-                written = await asyncio.to_thread(
-                    write_part,
-                    self.root,
-                    buffer.kind,
-                    day_name(buffer.day),
-                    buffer.symbol,
-                    rows,
-                    compression=self.compression,
-                    compression_level=self.compression_level,
-                )
+                written = await asyncio.to_thread(self._write_part, buffer)
             except Exception as exc:
-                self.stats.pending_rows -= len(rows)
                 self.stats.batches_failed += 1
                 self.stats.rows_failed += len(rows)
                 log.error(
@@ -348,10 +361,13 @@ class RawWriter:
                     rows=len(rows),
                     error=repr(exc),
                 )
-                if not buffer.future.done():
-                    buffer.future.set_exception(exc)
-                    buffer.future.exception()  # logged above; no "never retrieved" noise
+                self._keep_failed(buffer, exc)
                 return
+        self.stats.last_write_s = self._clock() - started
+        self._written(buffer, written)
+
+    def _written(self, buffer: _Buffer, written: WrittenPart) -> None:
+        rows = buffer.rows
         done = self._clock()
         stats = self.stats
         stats.pending_rows -= len(rows)
@@ -360,8 +376,7 @@ class RawWriter:
         )
         stats.files_written += 1
         stats.bytes_written += written.bytes
-        stats.last_write_s = done - started
-        stats.max_write_s = max(stats.max_write_s, stats.last_write_s)
+        stats.max_write_s = max(stats.max_write_s, stats.last_write_s or 0.0)
         stats.last_flush_latency_s = done - buffer.first_at
         stats.max_flush_latency_s = max(stats.max_flush_latency_s, stats.last_flush_latency_s)
         if not buffer.future.done():  # a consumer may have cancelled the shared future
