@@ -136,10 +136,14 @@ class LiveEngine:
         vectors: list[FeatureVector] = []
         process = self.engine.process
         checkpointer = self.checkpointer
-        for event in fresh:
-            vectors.extend(process(event))
-            if checkpointer is not None and type(event) in _BOOK_TYPES:
-                checkpointer.after(event)  # type: ignore[arg-type]
+        try:
+            for event in fresh:
+                vectors.extend(process(event))
+                if checkpointer is not None and type(event) in _BOOK_TYPES:
+                    checkpointer.after(event)  # type: ignore[arg-type]
+        except BaseException:
+            self.boundary.forget(body, fresh)  # nacked and retried: not a duplicate then
+            raise
         if fresh is not events:
             self.stats.duplicates += len(events) - len(fresh)
         self.stats.consumed[source] += 1

@@ -68,6 +68,12 @@ class IngestBoundary:
                 fresh.append(event)
         return events, fresh if len(fresh) < len(events) else events
 
+    def forget(self, body: Body, events: list[MarketEvent]) -> None:
+        """Undo ``ingest`` for these events of ``body`` (their handling failed before they were
+        applied, so the broker's redelivery must be applied, not dropped)."""
+        for part, event in enumerate(events):
+            self.sequencer.forget(event, message_key(event.event_id, body, part))
+
     def accept(self, event: MarketEvent, key: str) -> bool:
         return self.sequencer.accept(event, key)
 

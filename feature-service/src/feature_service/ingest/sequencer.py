@@ -68,6 +68,12 @@ class Sequencer:
         self.accepted += 1
         return True
 
+    def forget(self, event: MarketEvent, key: str) -> None:
+        by_symbol = self._streams.get(type(event))
+        recent = None if by_symbol is None else by_symbol.get(event.symbol)
+        if recent is not None:
+            recent.forget(key)
+
     def remember(self, event_type: type, symbol: str, key: str, t_dedup: int) -> None:
         """Prime the window with a message handled before (warm start: what the raw store holds
         from the last minutes, so a redelivery of it after a restart is recognised)."""

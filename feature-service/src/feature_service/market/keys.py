@@ -85,3 +85,8 @@ class RecentKeys:
             self._previous = current
             self._current = set()
         return False
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` (a message whose handling failed: its redelivery is not a duplicate)."""
+        self._current.discard(key)
+        self._previous.discard(key)
