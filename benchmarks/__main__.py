@@ -28,6 +28,7 @@ SECTIONS: tuple[str, ...] = (
     "offline",
     "ops",
     "history",
+    "continuity",
     "quality",
     "memory",
 )

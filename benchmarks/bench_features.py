@@ -55,6 +55,7 @@ from benchmarks.common import (
 from feature_service.engine.core import FeatureEngine
 from feature_service.features.catalog import FEATURE_NAMES
 from feature_service.features.state import SymbolState
+from feature_service.ingest import IngestBoundary
 from feature_service.market.events import US_PER_S, MarketEvent
 from feature_service.market.parsing import parse_message
 
@@ -405,7 +406,7 @@ def measure_engine(
 ) -> list[Result]:
     warmup = 1
     # One pre-warmed state per pass, built outside the timed section (1500 klines each).
-    states = [_warm_state(history) for _ in range(2 * (warmup + repeat))]
+    states = [_warm_state(history) for _ in range(3 * (warmup + repeat))]
     engines: list[FeatureEngine] = []
 
     def new_engine() -> FeatureEngine:
@@ -447,10 +448,24 @@ def measure_engine(
 
         return step
 
+    def boundary_pass() -> Step:
+        # What LiveEngine.ingest runs: stamp + parse + dedup (IngestBoundary) + process.
+        process = new_engine().process
+        boundary = IngestBoundary()
+        stamp, ingest = boundary.stamp, boundary.ingest
+
+        def step(i: int, j: int) -> None:
+            for receive_ts, body in live[i:j]:
+                for event in ingest(body, stamp(receive_ts))[1]:
+                    process(event)
+
+        return step
+
     passes: dict[str, Callable[[], Step]] = {
         "loads": loads_pass,
         "process": process_pass,
         "ingest": ingest_pass,
+        "boundary": boundary_pass,
     }
     times = compare_chunked(passes, len(events), repeat=repeat, warmup=warmup)
     seconds = market.minutes * 60
@@ -464,6 +479,7 @@ def measure_engine(
     loads_us = best(times["loads"]) / n * 1e6
     process_us = best(times["process"]) / n * 1e6
     ingest_us = best(times["ingest"]) / n * 1e6
+    boundary_us = best(times["boundary"]) / n * 1e6
     vectors = engines[-1].vectors_emitted
     note = f"{n:,} events, {vectors:,} vectors (1s/3s/15s/1m); best of {repeat}"
     baseline = "orjson.loads(envelope)"
@@ -477,6 +493,14 @@ def measure_engine(
             baseline,
             1e6 / loads_us,
             note,
+        ),
+        result(
+            "engine.ingest through IngestBoundary (+ sequencer dedup)",
+            1e6 / boundary_us,
+            "events/s",
+            "engine.ingest without the sequencer",
+            1e6 / ingest_us,
+            f"{note}; cost {100 * (boundary_us / ingest_us - 1):+.1f}% (issue 8 allows +10%)",
         ),
     ]
 

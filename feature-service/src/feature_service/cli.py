@@ -38,16 +38,26 @@ def compute(
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write")],
     interval: Annotated[str, typer.Option(help="Interval of the rows: 1s, 3s, 15s or 1m")] = "1s",
     symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="Rows from this UTC day or time (state from before)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Rows before this UTC day or time")
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad line (exit 1, its line number)")
     ] = False,
 ) -> None:
     """Replay a recording through the feature engine; one row per symbol per interval close.
     Bad lines (truncated, garbled, missing data) are skipped and counted by reason, as the live
-    path dead-letters them; --strict stops at the first instead."""
+    path dead-letters them; --strict stops at the first instead. Duplicate lines are skipped and
+    counted. With --from, the lines before it only build the state (nothing is emitted before)."""
     from feature_service.engine.core import FeatureEngine
     from feature_service.engine.offline import compute_to_parquet
-    from feature_service.market.recording import RecordingError, iter_recording
+    from feature_service.ingest import IngestBoundary
+    from feature_service.ingest.replay import recording_events
+    from feature_service.market.recording import RecordingError
     from feature_service.registry.loader import load_registry
 
     settings = load_settings()
@@ -64,6 +74,7 @@ def compute(
         stale_after_s=settings.stale_after_s,
         symbols=[s.upper() for s in symbol] if symbol else None,
     )
+    boundary = IngestBoundary()
     started = time.perf_counter()
     skipped: Counter[str] = Counter()
 
@@ -72,10 +83,16 @@ def compute(
             raise error
         skipped[error.reason.value] += 1
 
+    events = recording_events(input, boundary, on_error=on_error)
+    if start is not None or end is not None:
+        from feature_service.cli_storage import parse_time_us
+        from feature_service.engine.warmup import Warmup, after_warmup
+
+        start_us = parse_time_us(start) if start is not None else 0
+        end_us = parse_time_us(end) if end is not None else None
+        events = after_warmup(events, Warmup(engine, start_us), end_us)
     try:
-        summary = compute_to_parquet(
-            iter_recording(input, on_error=on_error), output, engine, intervals_s=[interval_s]
-        )
+        summary = compute_to_parquet(events, output, engine, intervals_s=[interval_s])
     except RecordingError as error:
         typer.echo(f"line {error.line_no}: {error.reason.value}: {error.cause.detail}", err=True)
         raise typer.Exit(1) from None
@@ -83,6 +100,7 @@ def compute(
     typer.echo(
         f"{summary.events} events -> {summary.rows} rows ({interval}) in {elapsed:.1f}s -> {output}"
     )
+    typer.echo(f"duplicates skipped: {boundary.duplicates}")
     if skipped:
         total = sum(skipped.values())
         typer.echo(
@@ -133,6 +151,8 @@ def validate_identity_cmd(
         end_us=parse_time_us(end),
         intervals_s=list(settings.intervals),
         plans=stored_plans(),  # each vector is checked against its own registry version
+        # The embedded demo never warm-starts (services/runtime.py): its sessions start empty.
+        warm_start=settings.warm_start and settings.rabbitmq_url is not None,
     )
     typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
     if report.compared == 0:

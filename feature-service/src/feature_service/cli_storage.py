@@ -17,7 +17,7 @@ from feature_service.adapters.rawstore.retention import RetentionAction
 
 app = typer.Typer(
     name="storage",
-    help="Raw data store: retention, archive, restore, compact, export.",
+    help="Raw data store: retention, archive, restore, compact, export, import.",
     add_completion=False,
     no_args_is_help=True,
 )
@@ -219,3 +219,43 @@ def export_cmd(
             found = f"{days[0]} .. {days[-1]} ({len(days)} days)" if days else "nothing"
             typer.echo(f"{sym.upper()}: stored days: {found}", err=True)
         raise typer.Exit(1)
+
+
+@app.command("import")
+def import_cmd(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Recording (.jsonl[.gz])")],
+    raw_dir: RawDir = DEFAULT_RAW,
+    skip_bad_lines: Annotated[
+        bool, typer.Option("--skip-bad-lines", help="Report malformed lines instead of stopping")
+    ] = False,
+) -> None:
+    """Store a recording in the raw store as if it had been received live (its receive times
+    kept; bare frames use `ts`); idempotent. The twin of `storage export`."""
+    from feature_service.config import load_settings
+    from feature_service.market.errors import MessageRejected
+    from feature_service.market.timeutil import format_iso_us
+    from feature_service.services.importer import import_recording
+
+    settings = load_settings()
+    try:
+        summary = import_recording(
+            input,
+            raw_dir,
+            checkpoint_every_s=settings.checkpoint_interval_s,
+            skip_bad_lines=skip_bad_lines,
+        )
+    except MessageRejected as exc:
+        typer.echo(f"import stopped: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    span = (
+        f"{format_iso_us(summary.first_us)}Z .. {format_iso_us(summary.last_us)}Z"
+        if summary.first_us is not None and summary.last_us is not None
+        else "nothing"
+    )
+    typer.echo(
+        f"{summary.lines} line(s), {summary.events} event(s): {summary.stored} stored, "
+        f"{summary.already_stored} already stored, {summary.duplicates} duplicate(s) skipped, "
+        f"{summary.checkpoints} book checkpoint(s); receive times {span} -> {raw_dir}"
+    )
+    for error in summary.errors[:20]:
+        typer.echo(error, err=True)

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     retention_check_interval_s: float = 3600.0
     compact_after_days: int | None = 1
 
+    # Continuity: book checkpoints into the raw store, and state restored from it at start-up
+    checkpoint_interval_s: float = 60.0
+    warm_start: bool = True
     # Data quality (thresholds: quality/config.py; reports and resync: README "Data quality")
     quality_skew_threshold_ms: float = 1000.0
     quality_jump_k: float = 10.0

@@ -154,7 +154,9 @@ async def test_features_go_stale_when_data_stops_and_recover_when_it_returns(
         assert checks["computation"]["data_age_s"] == (20 * S - 100) / S
 
         clock.now = T0 + 20 * S + 500
-        runtime.live.ingest(orjson.dumps(recent(envelope_trade(trade_id="b"), T0_SHIFT)), "q")
+        # Another message: ws-gateway gives it its own event_id (the same id is a redelivery).
+        second = envelope_trade(trade_id="b", event_id="c7f1e9a0-2b3d-4e5f-8a9b-0c1d2e3f4a5b")
+        runtime.live.ingest(orjson.dumps(recent(second, T0_SHIFT)), "q")
         clock.now = T0 + 21 * S
         runtime.live.tick()
         recovered = runtime.live.latest_vector("BTCUSDT")

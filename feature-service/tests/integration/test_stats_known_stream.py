@@ -140,7 +140,8 @@ async def test_statistics_and_counters_equal_the_stream(service: Any) -> None:
     storage = (await client.get("/stats/storage", headers=h)).json()
     raw = storage["raw_data_storage"]
     assert set(raw["kinds"]) == {
-        "orderbook/snapshots", "trades", "klines", "ticker", "funding"
+        "orderbook/snapshots", "trades", "klines", "ticker", "funding",
+        "orderbook/checkpoints",  # derived: the live book's state, written by the service
     }  # fmt: skip
     assert raw["file_count"] == sum(k["file_count"] for k in raw["kinds"].values()) >= 5
     on_disk = sum(p.stat().st_size for p in runtime.settings.raw_dir.rglob("part-*.parquet"))

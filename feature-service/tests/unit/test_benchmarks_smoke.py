@@ -264,6 +264,7 @@ class TestFeatures:
                 "engine.process",
                 "engine.process rate",
                 "engine.ingest (parse + process)",
+                "engine.ingest through IngestBoundary (+ sequencer dedup)",
             },
         )
         by_name = {r.name: r for r in rows}

@@ -12,11 +12,12 @@ import pytest
 
 from feature_service.adapters.rawstore import reader as reader_module
 from feature_service.adapters.rawstore.layout import Kind, list_parts
-from feature_service.adapters.rawstore.reader import RawReader, _Dedup
+from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.rawstore.retention import compact_symbol_day
 from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
+from feature_service.market.keys import RecentKeys
 from tests.fixtures.events import body, delta, ticker, trade
 
 T0 = 1_737_972_000_000_000  # 2025-01-27T10:00:00Z
@@ -115,9 +116,9 @@ def test_dedup_memory_is_bounded_by_the_gateway_time_window(tmp_path: Path) -> N
     assert len(list(RawReader(tmp_path).iter_events())) == 2
     assert len(list(RawReader(tmp_path, dedup_window_us=2 * HOUR).iter_events())) == 1
 
-    dedup = _Dedup(window_us=10)
+    dedup = RecentKeys(window_us=10)
     assert [dedup.seen(f"k{t}", t) for t in range(100)] == [False] * 100
-    assert len(dedup._keys) <= 11
+    assert len(dedup) <= 20  # two generations of one window each
     assert dedup.seen("k99", 100) is True
     assert dedup.seen("k50", 100) is False  # evicted long ago
 

@@ -24,6 +24,8 @@ from feature_service.quality.monitor import QualityMonitor
 
 log = get_logger(__name__)
 
+_UNSET = -(1 << 62)  # next close of a state no event or tick has reached yet
+
 
 class FeatureEngine:
     def __init__(
@@ -72,9 +74,7 @@ class FeatureEngine:
         t = event.receive_ts
         state = self.states.get(symbol)
         if state is None:
-            state = self.states[symbol] = self._state_factory(symbol)
-            self.versions[symbol] = self.registry_version
-            self._next_close[symbol] = self.clock.first_boundary_after(t)
+            state = self.ensure_state(symbol)
         out: list[FeatureVector] = []
         if t >= self._next_close[symbol]:
             state = self._close_until(symbol, state, t, out)
@@ -90,6 +90,16 @@ class FeatureEngine:
         self.quality.observe(event, state.book)
         self.events_processed += 1
         return out
+
+    def ensure_state(self, symbol: str) -> SymbolState:
+        """The symbol's state, created empty if needed. Its first boundary is set by the first
+        event or timer tick that reaches it (a warm-up may fill the state before that)."""
+        state = self.states.get(symbol)
+        if state is None:
+            state = self.states[symbol] = self._state_factory(symbol)
+            self.versions[symbol] = self.registry_version
+            self._next_close[symbol] = _UNSET
+        return state
 
     def advance_to(self, t: int) -> list[FeatureVector]:
         """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
@@ -156,6 +166,10 @@ class FeatureEngine:
         self, symbol: str, state: SymbolState, t: int, out: list[FeatureVector]
     ) -> SymbolState:
         boundary = self._next_close[symbol]
+        if boundary == _UNSET:
+            # The symbol's first event (or the first tick after a warm-up): nothing closes yet.
+            self._next_close[symbol] = self.clock.first_boundary_after(t)
+            return state
         step = self.clock.step_us
         while boundary <= t:
             switch = self.switch

@@ -25,17 +25,20 @@ from typing import Any, Protocol
 
 import orjson
 
+from feature_service.engine.checkpoints import BookCheckpointer
 from feature_service.engine.clocks import ServiceClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
+from feature_service.ingest import BybitAdapter, IngestBoundary, Ingested
 from feature_service.logging import TRACE_ID, get_logger, new_trace_id
 from feature_service.market.errors import MessageRejected, UnstorableRecord
-from feature_service.market.events import MarketEvent
-from feature_service.market.parsing import parse_message
+from feature_service.market.events import BookDelta, BookSnapshot, MarketEvent
 from feature_service.market.values import DEFAULT_LIMITS, ParseLimits
 from feature_service.telemetry import Telemetry
 
 log = get_logger(__name__)
+
+_BOOK_TYPES = (BookSnapshot, BookDelta)
 
 
 class DeliveryLike(Protocol):
@@ -72,6 +75,7 @@ class LiveStats:
     last_event_receive_us: int | None = None
     last_vector_us: int | None = None
     raw_failures: int = 0
+    duplicates: int = 0  # redelivered / repeated events: stored and acked, never re-applied
     retried: int = 0  # nacked back to the broker after a handler failure
     retries_exhausted: int = 0  # dead-lettered after the last attempt
     storage_pauses: int = 0
@@ -95,10 +99,14 @@ class LiveEngine:
         limits: ParseLimits = DEFAULT_LIMITS,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.5,
+        boundary: IngestBoundary | None = None,
+        checkpointer: BookCheckpointer | None = None,
     ) -> None:
         self.engine = engine
         self.telemetry = telemetry or Telemetry()
         self.limits = limits
+        self.boundary = boundary or IngestBoundary(BybitAdapter(limits))
+        self.checkpointer = checkpointer
         self.clock = clock
         self._publisher = publisher
         self._dead_letter = dead_letter
@@ -116,14 +124,28 @@ class LiveEngine:
         self._attempts: dict[Any, int] = {}
 
     # -- ingestion -----------------------------------------------------------------------------
-    def ingest(self, body: bytes | str, source: str = "") -> list[MarketEvent]:
-        """Stamp, parse and apply one message; raises MessageRejected for bad input."""
-        t = self.clock.now_us()
-        events = parse_message(body, receive_ts=t, limits=self.limits)
+    def ingest(self, body: bytes | str, source: str = "") -> Ingested:
+        """Stamp, parse and apply one message through the ingest boundary; returns ``(events,
+        fresh)`` and raises MessageRejected for bad input. Events the sequencer recognises as
+        duplicates (a redelivery) are not applied again; the caller still stores and
+        acknowledges every event."""
+        t = self.boundary.stamp(self.clock.now_us())
+        got = self.boundary.ingest(body, t)
+        events, fresh = got
         _trace(events)
         vectors: list[FeatureVector] = []
-        for event in events:
-            vectors.extend(self.engine.process(event))
+        process = self.engine.process
+        checkpointer = self.checkpointer
+        try:
+            for event in fresh:
+                vectors.extend(process(event))
+                if checkpointer is not None and type(event) in _BOOK_TYPES:
+                    checkpointer.after(event)  # type: ignore[arg-type]
+        except BaseException:
+            self.boundary.forget(body, fresh)  # nacked and retried: not a duplicate then
+            raise
+        if fresh is not events:
+            self.stats.duplicates += len(events) - len(fresh)
         self.stats.consumed[source] += 1
         self.stats.last_event_receive_us = t
         self.telemetry.on_message(source, events, t)
@@ -135,11 +157,13 @@ class LiveEngine:
                     self.on_desync(symbol)
         if vectors:
             self._deliver(vectors)
-        return events
+        return got
 
     async def on_delivery(self, delivery: DeliveryLike) -> None:
         """Bus handler: a message is acknowledged only after it was applied and, when a raw
-        store is configured, durably written. Bad input goes to the dead-letter queue."""
+        store is configured, durably written. Bad input goes to the dead-letter queue. A
+        duplicate is stored too (the raw reader drops it on read) so its ack follows the same
+        path as any other message."""
         # Every log line of this message's handling carries its trace id (the header is there
         # before parsing, so a rejection names it too); ingest replaces it for header-less input.
         headers = getattr(delivery, "headers", None)
@@ -149,7 +173,7 @@ class LiveEngine:
         sink = self._raw_sink
         await self.wait_for_storage()
         try:
-            events = self.ingest(delivery.body, delivery.queue)
+            events = self.ingest(delivery.body, delivery.queue)[0]
         except MessageRejected as exc:
             await self.reject(delivery, exc)
             return

@@ -213,7 +213,9 @@ class Bollinger:
 
     def update(self, close: float) -> None:
         self._closes.append(close)
-        self._moments.on_append()
+        # Exact at every close (20 values, once a minute): the bands then depend only on the
+        # last 20 closes, never on how long the service has been running (state as of T).
+        self._moments.on_append(aligned=True)
 
     @property
     def ready(self) -> bool:

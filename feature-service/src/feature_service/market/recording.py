@@ -36,6 +36,7 @@ __all__ = [
     "RecordingWriter",
     "event_to_envelope",
     "iter_envelopes",
+    "iter_lines",
     "iter_recording",
     "read_recording",
     "write_recording",
@@ -213,6 +214,11 @@ def _lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
             # A recorder killed mid-write leaves a truncated gzip stream: report where it ends.
             cause = MessageRejected(RejectReason.BAD_JSON, f"unreadable gzip stream: {exc}")
             raise RecordingError(path, line_no + 1, cause) from exc
+
+
+def iter_lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of every non-blank line, undecoded (for the ingest boundary)."""
+    return _lines(path)
 
 
 def iter_envelopes(path: PathLike) -> Iterator[dict[str, Any]]:

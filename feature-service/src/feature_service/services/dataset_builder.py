@@ -45,8 +45,11 @@ from feature_service.engine.offline import QUALITY_COLUMNS, vectors_to_table
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
+from feature_service.ingest import IngestBoundary
+from feature_service.ingest.replay import stored_events
 from feature_service.market.events import Kline, Trade
 from feature_service.registry.loader import Registry
+from feature_service.services.state_asof import state_as_of
 
 ProgressFn = Callable[[dict[str, Any]], None]
 BATCH_ROWS = 50_000
@@ -148,7 +151,16 @@ def compute_rows(
     book at all (backfilled klines, imported trades), so such a dataset still has labels."""
     # A plan with normalisation samples every 1 s close, so the engine must close them all.
     intervals = {req.interval_s, 1} if plan.needs_every_second else {req.interval_s}
-    engine = FeatureEngine(intervals_s=sorted(intervals), plan=plan)
+    # State as of the window's start from the stored history before it (the last checkpoint or
+    # snapshot, the candle lookback, ...): rows equal what live published, whatever the period.
+    boundary = IngestBoundary()
+    engine, _ = state_as_of(
+        raw_root,
+        [req.symbol],
+        window.start_us,
+        engine=FeatureEngine(intervals_s=sorted(intervals), plan=plan),
+        boundary=boundary,
+    )
     reader = RawReader(raw_root)
     batches: list[pd.DataFrame] = []
     pending: list[FeatureVector] = []
@@ -173,9 +185,14 @@ def compute_rows(
             pending.clear()
             prices.clear()
 
-    for event in reader.iter_events(
-        symbols=[req.symbol], start_us=window.start_us, end_us=window.end_us
-    ):
+    events = stored_events(
+        reader,
+        boundary,
+        symbols=[req.symbol],
+        start_us=window.start_us,
+        end_us=window.end_us,
+    )
+    for event in events:
         # Vectors closed by this event precede it: the reference price moves after them.
         take(engine.process(event))
         if isinstance(event, Trade):
@@ -287,6 +304,7 @@ def build_dataset(
             write(split.name, split.frame)
         counts = splits.counts()
         splits_info = splits.info()
+    _refuse_empty(counts, req, raw_root, span)
     if leaks and req.data_leakage_check:
         raise BuildFailed("leakage check failed: " + "; ".join(leaks))
     warnings += [f"leakage: {msg}" for msg in leaks]
@@ -326,6 +344,35 @@ def build_dataset(
         rows=len(rows),
         dropped_targets=dropped,
         elapsed_s=time.monotonic() - started,
+    )
+
+
+def _refuse_empty(
+    counts: dict[str, int], req: DatasetBuildRequest, raw_root: Path, span: Period
+) -> None:
+    """A dataset is never "ready" with an empty split: fail with the reason and what exists."""
+    if req.split_strategy == "walk_forward":
+        wanted = ["train", "test"]  # validation exists only with more than one fold
+    elif req.split_strategy == "random" and req.random_config is not None:
+        rnd = req.random_config
+        wanted = ["train"] + [
+            name
+            for name, fraction in (
+                ("validation", rnd.validation_fraction),
+                ("test", rnd.test_fraction),
+            )
+            if fraction > 0
+        ]
+    else:
+        wanted = ["train", "validation", "test"]
+    empty = [name for name in wanted if not counts.get(name)]
+    if not empty:
+        return
+    have = available_period(raw_root, req.symbol)
+    available = "nothing" if have is None else _fmt(have)
+    raise BuildFailed(
+        f"split(s) {', '.join(empty)} came out empty for {req.symbol} in {_fmt(span)} "
+        f"(rows per split: {dict(sorted(counts.items()))}); stored raw data: {available}"
     )
 
 

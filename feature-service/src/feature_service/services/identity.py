@@ -1,8 +1,10 @@
 """Online/offline identity check: rebuild a stored period offline from raw Parquet and compare it
 with the vectors the live engine published (the vector archive), feature by feature.
 
-Each live session started with empty state, so the offline replay for a session starts at that
-session's start and runs the same FeatureEngine over the stored events in receive order. Floats
+Each live session started from the state as of its start (``services/state_asof.py``: warm start
+from the raw store; empty when the store held nothing, or with warm start off), so the offline
+replay for a session builds that same state and runs the same FeatureEngine over the stored
+events in receive order, through the same ingest boundary. Floats
 are compared bit for bit (null equals null); there is no tolerance to tune.
 """
 
@@ -20,6 +22,9 @@ from feature_service.adapters.vectorstore import read_archived
 from feature_service.engine.core import FeatureEngine
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
+from feature_service.ingest import IngestBoundary
+from feature_service.ingest.replay import stored_events
+from feature_service.services.state_asof import state_as_of
 
 
 @dataclass(slots=True)
@@ -72,6 +77,7 @@ def validate_identity(
     intervals_s: list[int],
     max_examples: int = 20,
     plans: Mapping[str, FeaturePlan] | None = None,
+    warm_start: bool = True,
 ) -> IdentityReport:
     """``plans`` maps registry versions to their plans (default: the bundled one). Each live
     vector is checked against its own version: where the archive shows the version changing at
@@ -103,9 +109,18 @@ def validate_identity(
         engine = FeatureEngine(
             intervals_s=intervals_s, plan=plans[first_version], registry_version=first_version
         )
+        boundary = IngestBoundary()
+        if warm_start:
+            # The live session started from state as of its start (warm start): so does this.
+            engine, _ = state_as_of(
+                raw_root, [symbol], session_start, engine=engine, boundary=boundary
+            )
         pending = changes[1:]
         offline: dict[int, dict[str, float | int | None]] = {}
-        for event in reader.iter_events(symbols=[symbol], start_us=session_start, end_us=last):
+        events = stored_events(
+            reader, boundary, symbols=[symbol], start_us=session_start, end_us=last
+        )
+        for event in events:
             # Scheduled once a state exists (or its time has come): with no state at all the
             # engine would switch at once, as the live one does before its first event.
             if (

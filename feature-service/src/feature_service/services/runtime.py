@@ -19,9 +19,12 @@ from feature_service.adapters.metadata.factory import create_metadata_store
 from feature_service.adapters.metadata.guarded import GuardedStore
 from feature_service.adapters.metadata.metrics_sink import sink_for_store
 from feature_service.adapters.rawstore.layout import Kind
+from feature_service.adapters.rawstore.schema import CheckpointMeta
 from feature_service.adapters.rawstore.writer import RawWriter
 from feature_service.adapters.vectorstore import VectorArchive
+from feature_service.book.checkpoint import BookCheckpoint
 from feature_service.config import Settings
+from feature_service.engine.checkpoints import BookCheckpointer
 from feature_service.engine.clocks import AcceleratedClock, ServiceClock, WallClock
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.live import LiveEngine, vector_message_id, vector_to_json
@@ -95,7 +98,15 @@ class Runtime:
             on_vectors=self._archive_vectors,
             limits=settings.parse_limits,
             telemetry=self.telemetry,
+            checkpointer=(
+                BookCheckpointer(
+                    self.engine, self._store_checkpoint, every_s=settings.checkpoint_interval_s
+                )
+                if settings.raw_store_enabled
+                else None
+            ),
         )
+        self.warm_report: dict[str, Any] | None = None
         self.archive = VectorArchive(settings.vectors_dir, session_start_us=time.time_ns() // 1000)
         # Every call bounded (db_timeout_s) and a dead connection made a StoreUnavailable
         # (HTTP 503 with Retry-After), so a database outage never hangs a request.
@@ -176,8 +187,9 @@ class Runtime:
         await self.raw_writer.start()
         if self.embedded and s.replay_enabled:
             await self._start_replay()
-        # Live state starts empty now: an offline replay reproducing it starts here too.
-        self.archive.session_start_us = self.live.clock.now_us()
+        # Live state starts now (empty, or warm from the raw store as of this moment): an
+        # offline replay reproducing it starts here too, with the same state_as_of.
+        self.archive.session_start_us = await self._warm_start()
         self.started_us = self.archive.session_start_us
         self.archive.start()
         for name in s.input_queues.values():
@@ -377,6 +389,41 @@ class Runtime:
         await self.metrics_writer.close()
         await self.store.close()
         log.info("service_stopped")
+
+    async def _warm_start(self) -> int:
+        """Restore engine state from the raw store as of now, before consuming anything, so
+        the first vectors after a restart are complete (services/state_asof.py)."""
+        t0 = self.live.clock.now_us()
+        s = self.settings
+        if not s.warm_start or self.embedded:
+            # The embedded demo replays a recording shifted to the wall clock: stored data of an
+            # earlier demo run is not this run's past.
+            return t0
+        from feature_service.services.state_asof import state_as_of
+
+        _, report = await asyncio.to_thread(
+            state_as_of, s.raw_dir, s.symbols, t0, engine=self.engine, boundary=self.live.boundary
+        )
+        self.warm_report = report.as_dict()
+        log.info("warm_start_done", **self.warm_report)
+        return t0
+
+    def _store_checkpoint(self, checkpoint: BookCheckpoint, body: bytes) -> None:
+        meta = CheckpointMeta(
+            symbol=checkpoint.symbol,
+            topic=checkpoint.topic or "",
+            receive_ts=checkpoint.taken_at,
+            update_id=checkpoint.update_id,
+            seq=checkpoint.seq,
+            depth=checkpoint.depth,
+            status=checkpoint.status,
+            bids=checkpoint.bids,
+            asks=checkpoint.asks,
+        )
+        try:
+            self.raw_writer.submit_record(Kind.ORDERBOOK_CHECKPOINTS, meta, body)
+        except RuntimeError:  # writer closed during shutdown: checkpoints are derived data
+            log.warning("checkpoint_not_stored", symbol=checkpoint.symbol)
 
     async def _stop_consuming(self) -> None:
         """Graceful (SIGTERM): stop taking deliveries, make what was taken durable so its acks

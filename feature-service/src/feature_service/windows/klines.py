@@ -41,6 +41,7 @@ KLINE_INTERVAL = "1"
 VOLUME_MEAN_SPANS: tuple[int, ...] = (60, 1440)
 PREVIOUS_VOLUME_SPAN = 100
 RETURN_SPAN = 19  # returns of the last 20 candles
+RESYNC_CANDLES = 60  # exact recompute of the rolling sums at every whole hour of candle time
 MIN_MAXLEN = max(*VOLUME_MEAN_SPANS, PREVIOUS_VOLUME_SPAN + 1, RETURN_SPAN) + 1
 
 
@@ -170,7 +171,9 @@ class RollingMoments:
         """How many values the window holds now (``size`` once warm), NaNs included."""
         return min(self.size, max(0, len(self._ring) - self.lag))
 
-    def on_append(self) -> None:
+    def on_append(self, aligned: bool = False) -> None:
+        """After every append. ``aligned``: recompute exactly now (KlineHistory passes a whole
+        multiple of ``RESYNC_CANDLES`` minutes of candle time)."""
         ring = self._ring
         held = len(ring)
         if held <= self.lag:
@@ -184,7 +187,9 @@ class RollingMoments:
             self._remove(ring.from_end(self.lag + self.size))
         self._add(entering)
         self._since_resync += 1
-        if self._since_resync >= self.size or self._imprecise():
+        # Exact recomputes only at aligned points (or when the error bound asks): the sums then
+        # depend on the values held, not on when the window started (state as of T).
+        if aligned or self._imprecise():
             self.resync()
 
     def _add(self, x: float) -> None:
@@ -365,8 +370,15 @@ class KlineHistory:
         self._closes.append(close)
         self._volumes.append(volume)
         self._returns.append(ret)
+        # Exact recomputes at whole multiples of RESYNC_CANDLES minutes of candle time: the sums
+        # then depend only on the candles held, not on when the history started, so a history
+        # rebuilt from stored candles is bit-identical to one that has run for days.
+        minute = kline.start // ONE_MINUTE_US
+        aligned = last_start is None or (
+            minute // RESYNC_CANDLES != (last_start // ONE_MINUTE_US) // RESYNC_CANDLES
+        )
         for window in self._windows:
-            window.on_append()
+            window.on_append(aligned)
         self._last_start = kline.start
         stats.accepted += 1
         return True

@@ -17,7 +17,8 @@ Log returns. Each recorded boundary also stores the 1 s log return ``ln(mid[b] /
 (None when either mid is unknown), and for each span in ``return_spans_s`` the grid keeps the
 count, sum and sum of squares of the known returns ending in the last ``span`` boundaries. So
 ``return_moments`` is O(1) instead of a rescan of up to 300 seconds. Sums are recomputed exactly
-(``math.fsum``) every ``span`` boundaries, which bounds their drift at O(1) amortised cost.
+(``math.fsum``) at every boundary that is a whole multiple of ``span`` seconds, which bounds
+their drift at O(1) amortised cost and makes them a function of the grid's content alone.
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ class MidGrid:
         for w in self._windows.values():
             if w.n == 0:
                 w.sum = w.sum_sq = 0.0
-            elif w.since_resync >= w.span:
+            elif sec % w.span == 0:
+                # At whole multiples of the span, not every span pushes: the sums then depend on
+                # the grid's content alone, not on when the grid started, so state rebuilt from
+                # stored data is bit-identical to a grid that has run for days.
                 self._resync(w, sec)
 
     def _resync(self, w: _ReturnWindow, last: int) -> None:

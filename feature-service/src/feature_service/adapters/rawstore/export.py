@@ -44,7 +44,7 @@ def export_recording(
     """Write ``[start_us, end_us)`` of the given kinds and symbol(s) to ``output`` (gzip when it
     ends in ``.gz``). Executions are not market data and cannot be exported for replay."""
     wanted = resolve_kinds(kinds)
-    if Kind.EXECUTIONS in wanted:
+    if Kind.EXECUTIONS in wanted or Kind.ORDERBOOK_CHECKPOINTS in wanted:
         raise ValueError("executions are not replayable market data")
     symbols = [symbol] if isinstance(symbol, str) else symbol
     output = Path(output)

@@ -63,10 +63,15 @@ class Kind(enum.StrEnum):
     TICKER = "ticker"
     FUNDING = "funding"
     EXECUTIONS = "executions"
+    # Derived data: the live engine's full book state (engine/checkpoints.py), so a replay of
+    # any period can start from the book as it was instead of the last (rare) snapshot.
+    ORDERBOOK_CHECKPOINTS = "orderbook/checkpoints"
 
 
 ALL_KINDS: tuple[Kind, ...] = tuple(Kind)
-MARKET_KINDS: tuple[Kind, ...] = tuple(k for k in Kind if k is not Kind.EXECUTIONS)
+MARKET_KINDS: tuple[Kind, ...] = tuple(
+    k for k in Kind if k not in (Kind.EXECUTIONS, Kind.ORDERBOOK_CHECKPOINTS)
+)
 
 _ALIASES: dict[str, tuple[Kind, ...]] = {
     "orderbook": (Kind.ORDERBOOK_SNAPSHOTS, Kind.ORDERBOOK_DELTAS),
@@ -79,6 +84,7 @@ _ALIASES: dict[str, tuple[Kind, ...]] = {
     "tickers": (Kind.TICKER,),
     "execution": (Kind.EXECUTIONS,),
     "order": (Kind.EXECUTIONS,),
+    "checkpoints": (Kind.ORDERBOOK_CHECKPOINTS,),
     "all": MARKET_KINDS,
 }
 

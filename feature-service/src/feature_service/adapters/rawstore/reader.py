@@ -8,10 +8,11 @@ day, so the number of open files stays about the number of overlapping ones.
 
 Duplicates (same ``message_key``: a message stored, then redelivered because the crash came
 before the acknowledgement) are dropped, keeping the first. Memory stays bounded: keys are kept
-per (kind, symbol) for ``dedup_window_us`` of *gateway* time (``gateway_ts``, else
-``exchange_ts``). A redelivered copy carries its original's gateway time and the queue is FIFO,
-so on that axis the copy sits right next to its original even after an outage of hours, while on
-the receive-time axis the two may be hours apart.
+per (kind, symbol) for one to two windows of ``dedup_window_us`` of *gateway* time
+(``market.keys.RecentKeys``, the same memory the live ingest sequencer uses, so live and
+offline drop the same copies). A redelivered copy carries its original's gateway time and the
+queue is FIFO, so on that axis the copy sits right next to its original even after an outage of
+hours, while on the receive-time axis the two may be hours apart.
 
 Replay is exact: ``raw`` is parsed again with ``receive_ts`` = the stored receive time.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +48,10 @@ from feature_service.adapters.rawstore.layout import (
 from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
+from feature_service.market.keys import DEFAULT_DEDUP_WINDOW_US, RecentKeys
 
 log = get_logger(__name__)
 
-DEFAULT_DEDUP_WINDOW_US = 15 * 60 * 1_000_000
 _KEY_COLUMNS = ("receive_ts", "arrival_seq", "message_key", "part", "gateway_ts", "exchange_ts")
 _NEG_INF = -(1 << 62)
 
@@ -230,34 +230,6 @@ class _Cursor:
         self.batch = None
 
 
-class _Dedup:
-    """Keys seen recently in one (kind, symbol) stream, evicted by gateway time."""
-
-    __slots__ = ("_keys", "_max", "_order", "_window")
-
-    def __init__(self, window_us: int) -> None:
-        self._window = window_us
-        self._keys: set[str] = set()
-        self._order: deque[tuple[int, str]] = deque()
-        self._max = _NEG_INF
-
-    def seen(self, key: str, t: int) -> bool:
-        keys = self._keys
-        if t > self._max:
-            self._max = t
-            order = self._order
-            limit = t - self._window
-            # Insertion order is gateway order up to small disorder across batches; a newer head
-            # only delays eviction of older keys behind it, which errs on the safe side.
-            while order and order[0][0] < limit:
-                keys.discard(order.popleft()[1])
-        if key in keys:
-            return True
-        keys.add(key)
-        self._order.append((t, key))
-        return False
-
-
 # -- merge --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class _DayGroup:
@@ -332,7 +304,7 @@ class _Merge:
     def __iter__(self) -> Iterator[_Cursor]:
         pending = self._pending
         heap: list[tuple[int, int, int, _Cursor]] = []
-        dedups: dict[tuple[Kind, str], _Dedup] = {}
+        dedups: dict[tuple[Kind, str], RecentKeys] = {}
         last: tuple[int, int] | None = None
         resume: set[Path] = set()
         stats = self.stats
@@ -366,7 +338,7 @@ class _Merge:
                 i = cursor.i
                 dedup = dedups.get(cursor.stream)
                 if dedup is None:
-                    dedup = dedups[cursor.stream] = _Dedup(self.dedup_window_us)
+                    dedup = dedups[cursor.stream] = RecentKeys(self.dedup_window_us)
                 if dedup.seen(cursor.keys[i], cursor.dts[i]):
                     stats.duplicates += 1
                 else:
@@ -411,11 +383,22 @@ class RawReader:
         end_us: int | None = None,
     ) -> Iterator[MarketEvent]:
         """Events in live order, parsed from ``raw`` with the stored receive time."""
+        for _key, event in self.iter_keyed_events(kinds, symbols, start_us, end_us):
+            yield event
+
+    def iter_keyed_events(
+        self,
+        kinds: Iterable[Kind | str] | None = None,
+        symbols: Iterable[str] | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+    ) -> Iterator[tuple[str, MarketEvent]]:
+        """``(message_key, event)`` in live order: what the ingest boundary replays."""
         from feature_service.market.parsing import parse_message
 
         wanted = resolve_kinds(kinds)
-        if Kind.EXECUTIONS in wanted:
-            raise ValueError("executions are not market events; use iter_records")
+        if Kind.EXECUTIONS in wanted or Kind.ORDERBOOK_CHECKPOINTS in wanted:
+            raise ValueError("executions and checkpoints are not market events; use iter_records")
         cached_raw: str | None = None
         cached_ts = 0
         cached: list[MarketEvent] = []
@@ -434,7 +417,7 @@ class RawReader:
                 self.stats.rejected += 1
                 log.warning("raw_row_rejected", kind=cursor.file.kind.value, error=repr(exc))
                 continue
-            yield event
+            yield cursor.keys[i], event
 
     def iter_records(
         self,

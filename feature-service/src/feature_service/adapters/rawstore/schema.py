@@ -8,9 +8,8 @@ Common columns:
 - ``receive_ts`` timestamp[us, UTC]: the service receive time (the replay clock)
 - ``exchange_ts``, ``gateway_ts`` timestamp[us, UTC] (``gateway_ts`` null for bare Bybit frames)
 - ``symbol``, ``topic``, ``event_id``, ``trace_id`` strings
-- ``message_key``: stable per message: ``event_id``, else ``sha:`` + a hash of the canonical
-  body (JSON with sorted keys); ``#n`` is appended for the n-th event (n >= 1) of a message
-  that carried several (a bare Bybit frame with a list of trades)
+- ``message_key``: stable per message (``market.keys.message_key``: ``event_id``, else a hash
+  of the canonical body; ``#n`` for the n-th event of a message that carried several)
 - ``part`` int32: that index n, so a replay takes the right event out of a multi-event body
 - ``arrival_seq`` int64: consumption order in the writer; tie-breaker after ``receive_ts``
 - ``raw`` string: the original body
@@ -21,15 +20,12 @@ Common columns:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import accumulate
 from typing import Any, TypeAlias
 
-import orjson
 import pyarrow as pa
 
 from feature_service.adapters.rawstore.layout import Kind
@@ -44,6 +40,7 @@ from feature_service.market.events import (
     Ticker,
     Trade,
 )
+from feature_service.market.keys import message_key
 
 TS = pa.timestamp("us", tz="UTC")
 LEVEL = pa.struct(
@@ -66,6 +63,19 @@ class RecordMeta:
     gateway_ts: int | None = None
     event_id: str | None = None
     trace_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CheckpointMeta(RecordMeta):
+    """A book checkpoint row: the common columns plus the book it holds (``raw`` is the full
+    checkpoint document, ``book.checkpoint.BookCheckpoint``)."""
+
+    update_id: int | None = None
+    seq: int | None = None
+    depth: int | None = None
+    status: str = ""
+    bids: list[tuple[float, float]] = field(default_factory=list)
+    asks: list[tuple[float, float]] = field(default_factory=list)
 
 
 Item: TypeAlias = MarketEvent | RecordMeta
@@ -131,6 +141,14 @@ TYPED_FIELDS: dict[Kind, tuple[pa.Field, ...]] = {
         pa.field("funding_rate_ts", TS),
     ),
     Kind.EXECUTIONS: (),
+    Kind.ORDERBOOK_CHECKPOINTS: (
+        pa.field("update_id", pa.int64()),
+        pa.field("seq", pa.int64()),
+        pa.field("depth", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("bids", LEVELS, nullable=False),
+        pa.field("asks", LEVELS, nullable=False),
+    ),
 }
 
 
@@ -140,18 +158,6 @@ def schema_for(kind: Kind) -> pa.Schema:
         [*COMMON_FIELDS, *TYPED_FIELDS[kind]],
         metadata={b"feature_service.rawstore.kind": kind.value.encode()},
     )
-
-
-def message_key(event_id: str | None, raw: bytes | str, part: int = 0) -> str:
-    if event_id:
-        base = event_id
-    else:
-        body = raw.encode() if isinstance(raw, str) else raw
-        # Canonical form: a redelivered body may be re-serialised with another key order.
-        with contextlib.suppress(orjson.JSONDecodeError):
-            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-        base = "sha:" + hashlib.blake2b(body, digest_size=16).hexdigest()
-    return base if part == 0 else f"{base}#{part}"
 
 
 # -- rows -> table ------------------------------------------------------------------------------
@@ -266,6 +272,11 @@ _TYPED_BUILDERS: dict[Kind, Callable[[list[Any]], list[pa.Array]]] = {
     Kind.TICKER: _ticker_columns,
     Kind.FUNDING: _funding_columns,
     Kind.EXECUTIONS: lambda items: [],
+    Kind.ORDERBOOK_CHECKPOINTS: lambda items: [
+        *_book_columns(items)[:3],
+        pa.array([e.status for e in items], type=pa.string()),
+        *_book_columns(items)[3:],
+    ],
 }
 
 
@@ -286,8 +297,8 @@ def typed_events(kind: Kind, data: pa.Table | pa.RecordBatch) -> list[MarketEven
 
     Replay re-parses ``raw``; this path serves tools that only have the files, and proves the
     typed columns are complete."""
-    if kind is Kind.EXECUTIONS:
-        raise ValueError("executions have no typed event")
+    if kind is Kind.EXECUTIONS or kind is Kind.ORDERBOOK_CHECKPOINTS:
+        raise ValueError(f"{kind.value} rows are not market events")
     n = data.num_rows
     c = {name: _column(data, name) for name in data.schema.names if name not in ("raw", "source")}
     base = [
