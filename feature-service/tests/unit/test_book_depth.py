@@ -180,3 +180,15 @@ def test_the_watch_logs_each_change_once() -> None:
     assert entry["symbol"] == "BTCUSDT" and entry["stream_depth"] == 1
     assert entry["unavailable_features"] == DEPTH_FEATURES
     assert entry["log_level"] == "warning"
+
+
+def test_rest_polls_do_not_keep_a_silent_stream_fresh() -> None:
+    # The stream sends one snapshot and dies; the REST poller goes on every second.
+    messages = [(T0 + 100_000, stream_snapshot(T0))]
+    messages += [(T0 + i * US_PER_S + 500_000, rest_body(T0 // 1000 + i)) for i in range(8)]
+    _, vectors = run(messages, T0 + 8 * US_PER_S)
+    last = vectors[-1]
+    assert last.timestamp == T0 + 8 * US_PER_S
+    assert last.features["depth_bid_top5"] == 15  # the REST book still feeds the depth
+    assert last.data_age_ms == 7_900.0  # the stream's age, not the poller's (0.5 s)
+    assert last.stale

@@ -83,7 +83,9 @@ class FeatureEngine:
             # Receive times are stamped monotonically live; an older one can only come from an
             # unsorted input file. It is applied (never dropped) but counted.
             self.late_events += 1
-        else:
+        elif getattr(event, "feed", None) is None:
+            # Data age and staleness follow the stream: the REST depth poller (feed "rest")
+            # keeps arriving when the stream has died, and must not make it look alive.
             self._last_ts[symbol] = t
         state.on_time(t)
         state.apply(event)

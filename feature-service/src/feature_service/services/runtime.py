@@ -302,8 +302,12 @@ class Runtime:
         )
 
         def ingest(body: bytes) -> None:
-            # Applied and stored like a consumed message, so replays see it too.
-            for event in self.live.ingest(body, SOURCE):
+            # Applied and stored like a consumed message, so replays see it too. The data age
+            # /health reports stays the stream's: polls must not hide a silent stream.
+            stream_last = self.live.stats.last_event_receive_us
+            events = self.live.ingest(body, SOURCE)
+            self.live.stats.last_event_receive_us = stream_last
+            for event in events:
                 if s.raw_store_enabled:
                     self.raw_writer.submit(event, body).add_done_callback(_raw_done)
 
