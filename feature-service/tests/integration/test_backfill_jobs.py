@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from feature_service.adapters.clients.bybit_rest import BybitRestClient, TokenBucket
 from feature_service.adapters.metadata import SqliteMetadataStore
@@ -76,6 +77,15 @@ def test_routes_accept_report_and_refuse(fake: FakeBybit, tmp_path: Path) -> Non
         assert "no history" in status["unavailable"]["trades"]
         assert status["failed_days"] == []
         assert len(klines(tmp_path / "raw")) == 2 * 1440
+        scraped = {
+            (m.name, tuple(sorted(sample.labels.items()))): sample.value
+            for m in text_string_to_metric_families(tc.get("/metrics", headers=h).text)
+            for sample in m.samples
+            if m.name.startswith("feature_service_backfill")
+        }
+        kline_rows = ("kind", "klines"), ("symbol", "BTCUSDT")
+        assert scraped[("feature_service_backfill_rows", kline_rows)] == 2 * 1440
+        assert scraped[("feature_service_backfill_jobs", (("status", "completed"),))] == 1
 
         too_long = dict(body, end_date="2025-11-20")
         r = tc.post("/backfill/historical", json=too_long, headers=h)

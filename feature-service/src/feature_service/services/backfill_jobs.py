@@ -76,6 +76,9 @@ class BackfillJobs:
         self._busy = False
         self.unavailable: str | None = None  # why jobs cannot run, when they cannot
         self.on_progress: ProgressFn | None = None
+        # Telemetry observers (the runtime wires /metrics here); never required.
+        self.on_rows: Callable[[str, str, int], None] | None = None
+        self.on_finished: Callable[[str], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, *, resume: bool = True) -> None:
@@ -236,6 +239,8 @@ class BackfillJobs:
         )
         self._cancel.discard(job_id)
         self._done.setdefault(job_id, asyncio.Event()).set()
+        if self.on_finished is not None:
+            self.on_finished(status)
         log.info("backfill_job_finished", job_id=str(job_id), status=status, error=error)
         return job
 
@@ -255,6 +260,8 @@ class BackfillJobs:
 
         def record(outcomes: list[DayOutcome]) -> None:
             for o in outcomes:
+                if o.rows and self.on_rows is not None:
+                    self.on_rows(job.symbol, o.data_type, o.rows)
                 key = f"{o.data_type}:{o.day}"
                 failed[:] = [f for f in failed if f"{f['data_type']}:{f['day']}" != key]
                 if o.status == "failed":

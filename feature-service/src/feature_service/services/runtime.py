@@ -121,6 +121,9 @@ class Runtime:
             settings.db_timeout_s,
         )
         self.backfill = build_backfill(settings, self.store, self.registry)
+        if self.backfill is not None:
+            self.backfill.on_rows = self.telemetry.backfill_rows
+            self.backfill.on_finished = self.telemetry.backfill_job
         self.metrics_writer = MetricsWriter(
             sink_for_store(self.store) if settings.metrics_tables_enabled else None,
             max_queue=settings.metrics_queue_size,
