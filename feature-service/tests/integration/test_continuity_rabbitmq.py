@@ -31,15 +31,11 @@ from feature_service.services.identity import validate_identity
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
+from tests.fixtures.market_messages import recent, shift_to_now
 from tests.fixtures.waiting import wait_until
 from tests.integration.test_raw_no_loss import ServiceProcess, free_port
 
-pytestmark = [
-    pytest.mark.integration,
-    # Passed before main gained the strict input time window (issue 9); the 2025 sample events
-    # now need shifting to "recent" times like the other live tests do. Known, being fixed.
-    pytest.mark.xfail(reason="sample events outside the strict time window", strict=False),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -109,9 +105,12 @@ def _slice(sample_events: list[MarketEvent], dense_seconds: int) -> list[MarketE
     return [e for e in sample_events[first_dense - 60 :] if e.receive_ts < end]
 
 
-async def _publish(broker: Broker, events: list[MarketEvent], per_pause: int = 100) -> None:
+async def _publish(
+    broker: Broker, events: list[MarketEvent], shift: int, per_pause: int = 100
+) -> None:
     for i, event in enumerate(events):
-        envelope = event_to_envelope(event, include_service_time=False)
+        # Recorded times moved to now: the parser's time window requires plausible times.
+        envelope = recent(event_to_envelope(event, include_service_time=False), shift)
         await broker.publish(broker.names.input(event_type_of(event).value), envelope)
         if i % per_pause == 0:
             await asyncio.sleep(0.05)  # a paced stream (~2k msgs/s), not one burst
@@ -121,6 +120,7 @@ async def test_redelivery_after_a_connection_cut_keeps_identity(
     tmp_path: Path, broker: Broker, sample_events: list[MarketEvent]
 ) -> None:
     events = _slice(sample_events, dense_seconds=60)
+    shift = shift_to_now(events[-1].receive_ts)
     url = rabbitmq_url()
     host_port = url.split("@")[-1].split("/")[0]
     host, port = host_port.split(":") if ":" in host_port else (host_port, "5672")
@@ -136,20 +136,16 @@ async def test_redelivery_after_a_connection_cut_keeps_identity(
         raw_flush_age_s=1.0,
         raw_flush_rows=100_000,
         intervals=[1, 3, 15, 60],
-        # The bundled sample is from 2025: accept its exchange times (the strict time window
-        # would reject them as implausible against today's receive clock).
-        time_window_s=10 * 365 * 86_400.0,
-        kline_window_s=10 * 365 * 86_400.0,
         **broker.names.settings(),
     )
     runtime = Runtime(settings)
     await runtime.start()
     try:
         half = len(events) // 2
-        await _publish(broker, events[:half])
+        await _publish(broker, events[:half], shift)
         await wait_until(lambda: runtime.engine.events_processed > half // 2, 60, "consumption")
         proxy.cut()
-        await _publish(broker, events[half:])
+        await _publish(broker, events[half:], shift)
         await wait_until(
             lambda: (
                 runtime.live.stats.duplicates > 0 and runtime.engine.events_processed >= len(events)
@@ -194,12 +190,13 @@ async def test_restart_is_warm_and_equals_an_uninterrupted_rebuild(
     stop_signal: signal.Signals,
 ) -> None:
     events = _slice(sample_events, dense_seconds=60)
+    shift = shift_to_now(events[-1].receive_ts)
     await broker.declare_inputs()
     first = service_factory()
     first.start()
     await first.wait_ready()
     half = len(events) // 2
-    await _publish(broker, events[:half])
+    await _publish(broker, events[:half], shift)
     raw = tmp_path / "raw"
 
     def stored() -> int:
@@ -212,7 +209,7 @@ async def test_restart_is_warm_and_equals_an_uninterrupted_rebuild(
 
     second = service_factory()
     second.start()
-    await _publish(broker, events[half:])  # the stream goes on during the restart
+    await _publish(broker, events[half:], shift)  # the stream goes on during the restart
     await second.wait_ready()
     await wait_until(lambda: stored() >= len(events), 120, "every message stored")
     await asyncio.sleep(2.0)  # the timer closes boundaries after the last event
