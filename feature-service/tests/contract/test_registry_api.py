@@ -167,7 +167,9 @@ def test_activate_needs_acknowledgement_switches_and_rolls_back(
 
     # vectors now carry 2.0.0 and its features
     _feed(client, sample_events[:3000], StepClock())
-    latest = client.get("/features/latest", params={"symbol": "BTCUSDT"}, headers=H).json()
+    # include_nulls: the full key set of the version (by default only computed values appear)
+    query = {"symbol": "BTCUSDT", "include_nulls": "true"}
+    latest = client.get("/features/latest", params=query, headers=H).json()
     assert latest["feature_registry_version"] == "2.0.0"
     assert list(latest["features"]) == NEW_NAMES
 
