@@ -35,6 +35,7 @@ from feature_service.market.recording import event_to_envelope, iter_recording
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
+from tests.fixtures.market_messages import recent, shift_to_now
 from tests.fixtures.model_service import Dataset, DatasetReadyMessage, FeatureVector
 
 pytestmark = pytest.mark.integration
@@ -203,10 +204,12 @@ async def test_client_against_the_embedded_service(embedded: RunningService) -> 
 
 
 async def _feed(broker: Broker, events: list[MarketEvent]) -> None:
+    shift = shift_to_now(events[-1].receive_ts)
     for event in events:
         kind = event_type_of(event).value
         await broker.publish(
-            broker.names.input(kind), event_to_envelope(event, include_service_time=False)
+            broker.names.input(kind),
+            recent(event_to_envelope(event, include_service_time=False), shift),
         )
 
 

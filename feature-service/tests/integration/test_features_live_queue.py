@@ -27,6 +27,7 @@ from feature_service.services.live_queue import live_queue_arguments, policy_nam
 from feature_service.services.runtime import Runtime
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
+from tests.fixtures.market_messages import recent, shift_to_now
 from tests.fixtures.model_service import FeatureVector
 
 pytestmark = pytest.mark.integration
@@ -56,10 +57,12 @@ def _settings(tmp_path: Path, broker: Broker, **extra: Any) -> Settings:
 
 async def _feed(broker: Broker, events: list[MarketEvent]) -> None:
     await broker.declare_inputs()
+    shift = shift_to_now(events[-1].receive_ts)
     for event in events:
         kind = event_type_of(event).value
         await broker.publish(
-            broker.names.input(kind), event_to_envelope(event, include_service_time=False)
+            broker.names.input(kind),
+            recent(event_to_envelope(event, include_service_time=False), shift),
         )
 
 
@@ -187,9 +190,10 @@ async def test_late_consumer_reads_fresh_vectors_on_the_in_process_bus(
     try:
         name = settings.features_exchange
         assert bus.queue_info(name).arguments["x-max-length"] == LENGTH
+        shift = shift_to_now(sample_events[-1].receive_ts)
         for event in sample_events[-400:]:
             kind = event_type_of(event).value
-            body = orjson.dumps(event_to_envelope(event, include_service_time=False))
+            body = orjson.dumps(recent(event_to_envelope(event, include_service_time=False), shift))
             await bus.publish("", body, routing_key=settings.input_queues[kind])
         ready: list[int] = []
         deadline = time.monotonic() + 3 * TTL_S
