@@ -35,7 +35,7 @@ async def test_025_adds_file_columns_and_audit_and_rolls_back(
         "details",
         "created_at",
     }
-    reverted = await store.downgrade(to=22)
+    reverted = await store.downgrade(to=24)
     assert reverted[-1] == 25  # later migrations (if any) go first
     assert not {"file_path", "file_hash"} & await raw_db.columns("feature_registry_versions")
     assert "feature_registry_audit" not in await raw_db.tables()
