@@ -308,7 +308,7 @@ class Runtime:
             # Applied and stored like a consumed message, so replays see it too. The data age
             # /health reports stays the stream's: polls must not hide a silent stream.
             stream_last = self.live.stats.last_event_receive_us
-            events = self.live.ingest(body, SOURCE)
+            events, _fresh = self.live.ingest(body, SOURCE)
             self.live.stats.last_event_receive_us = stream_last
             for event in events:
                 if s.raw_store_enabled:
