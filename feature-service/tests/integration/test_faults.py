@@ -160,6 +160,8 @@ def _book(u: int, t_ms: int, kind: str, bid: str, ask: str) -> dict[str, Any]:
     return envelope_orderbook(
         "BTCUSDT", bids=[[bid, "1"]], asks=[[ask, "1"]], u=u, type=kind, seq=None,
         timestamp=iso, received_at=iso,
+        # ws-gateway gives every message its own event_id; the ingest sequencer dedups on it
+        event_id=f"book-{kind}-{u}-{t_ms}",
     )  # fmt: skip
 
 
