@@ -93,7 +93,9 @@ def raw_storage_check(runtime: Runtime) -> dict[str, Any]:
         "pending_rows": writer.stats.pending_rows,
         "batches_failed": writer.stats.batches_failed,
         "batches_retried": writer.stats.batches_retried,
-        "consumption_paused": paused_since is not None,
+        # Paused either way while writes fail: a new delivery waits in the handler, or (with
+        # every prefetch slot held by a message waiting for its write) none is delivered at all.
+        "consumption_paused": paused_since is not None or not writer.healthy,
     }
     if not writer.healthy:
         out["reason"] = f"raw writes failing, retried with backoff: {writer.failure}"
