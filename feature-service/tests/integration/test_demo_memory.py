@@ -47,6 +47,10 @@ async def _inputs_drained(runtime: Runtime, limit_s: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
+def _dedup_bytes(runtime: Runtime) -> int:
+    return runtime.live.boundary.sequencer.heap_bytes()
+
+
 def _heap_bytes() -> int:
     gc.collect()
     return tracemalloc.get_traced_memory()[0]
@@ -70,14 +74,19 @@ async def test_demo_heap_does_not_grow_over_accelerated_replay(tmp_path: Path) -
         await _published_at_least(runtime, WARMUP_VECTORS, 120)
         await _inputs_drained(runtime)
         before = _heap_bytes()
+        dedup_before = _dedup_bytes(runtime)
         start_count = runtime.live.stats.published
         await _published_at_least(runtime, start_count + MEASURED_VECTORS, 240)
         await _inputs_drained(runtime)
         after = _heap_bytes()
+        dedup_after = _dedup_bytes(runtime)
         info = runtime.bus.queue_info(settings.features_exchange)  # type: ignore[attr-defined]
     finally:
         await runtime.stop()
         tracemalloc.stop()
-    growth_mb = (after - before) / 1e6
+    # The dedup windows fill for their first 15-30 minutes of market time (bounded by design,
+    # by time and by key count; tests/unit/test_ingest_boundary.py checks the bound): that
+    # filling is not the growth this test is about, so it is taken out.
+    growth_mb = ((after - before) - (dedup_after - dedup_before)) / 1e6
     assert info.ready <= info.arguments["x-max-length"]
     assert growth_mb < BOUND_MB, f"heap grew {growth_mb:.1f} MB over {MEASURED_VECTORS} vectors"

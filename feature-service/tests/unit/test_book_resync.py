@@ -127,3 +127,24 @@ async def test_book_back_in_sync_skips_the_request() -> None:
     await _settle(r)
     assert len(client.calls) == 1
     assert r.stats.skipped_synced == 1
+
+
+async def test_desync_while_a_request_is_on_the_wire_gets_its_own_request() -> None:
+    """The gateway publishes the snapshot before its REST answer returns, so a new gap can be
+    reported while the request that fixed the previous one is still awaiting its answer."""
+    clock = FakeClock()
+    client = FakeClient(clock)
+    r = _resyncer(client, clock)
+    inner = client.resubscribe
+
+    async def answer_after_a_new_gap(channel_type: str, symbol: str, service: str) -> Subscription:
+        if len(client.calls) == 0:
+            r.request(symbol)  # snapshot applied, next delta skips: a second desync
+        return await inner(channel_type, symbol, service)
+
+    client.resubscribe = answer_after_a_new_gap  # type: ignore[method-assign]
+    r.request("BTCUSDT")
+    await _settle(r)
+    # The second goes out one doubled spacing (2 s -> 4 s) after the first.
+    assert [c[0] for c in client.calls] == [1000.0, 1004.0]
+    assert (r.stats.requested, r.stats.sent, r.stats.merged, r.stats.delayed) == (2, 2, 0, 1)

@@ -56,14 +56,15 @@ HOSTILE_TEXT = [
     "9" * 400, "", "BTC/USDT", "../../etc", "BTCUSDТ", "A" * 300, "9999-12-31T00:00:00",
     "0001-01-01T00:00:00", "snapshot", "delta", "Buy",
 ]  # fmt: skip
+JSON_INTEGERS = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what orjson can carry
 HOSTILE = st.one_of(
     st.sampled_from(HOSTILE_TEXT),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),  # what JSON (orjson) can carry
+    JSON_INTEGERS,
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
     st.none(),
     st.text(max_size=20),
-    st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3),
+    st.lists(st.one_of(st.text(max_size=5), JSON_INTEGERS), max_size=3),
     st.just([["1e308", "1"]]),
     st.just([["50000.3", "1"]]),  # a bid above the asks: crosses
 )

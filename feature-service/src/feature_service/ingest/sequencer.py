@@ -88,3 +88,7 @@ class Sequencer:
 
     def keys_held(self) -> int:
         return sum(len(r) for by_symbol in self._streams.values() for r in by_symbol.values())
+
+    def heap_bytes(self) -> int:
+        """Approximate heap held by the dedup windows (bounded by window and key count)."""
+        return sum(r.heap_bytes() for by in self._streams.values() for r in by.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,11 @@ class RecentKeys:
             self._previous = current
             self._current = set()
         return False
+
+    def heap_bytes(self) -> int:
+        """Approximate heap held by the remembered keys (sets and key strings)."""
+        sets = (self._current, self._previous)
+        return sum(sys.getsizeof(s) + sum(map(sys.getsizeof, s)) for s in sets)
 
     def forget(self, key: str) -> None:
         """Drop ``key`` (a message whose handling failed: its redelivery is not a duplicate)."""

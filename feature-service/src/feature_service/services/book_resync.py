@@ -37,6 +37,11 @@ class _SymbolResync:
     interval_s: float
     last_sent: float | None = None
     task: asyncio.Task[None] | None = None
+    # A desync reported while a request is on the wire may come after that request's snapshot
+    # was applied (the gateway publishes it before its REST answer returns): it needs a request
+    # of its own, not to be merged into one already answered.
+    in_flight: bool = False
+    again: bool = False
 
 
 @dataclass(slots=True)
@@ -85,16 +90,22 @@ class BookResyncer:
         if st is None:
             st = self._symbols[symbol] = _SymbolResync(self.min_interval_s)
         if st.task is not None and not st.task.done():
-            self.stats.merged += 1
+            if st.in_flight:
+                st.again = True
+            else:
+                self.stats.merged += 1
             return
+        self._space(st, now)
+        st.task = asyncio.get_running_loop().create_task(
+            self._run(symbol, st), name=f"book-resync-{symbol}"
+        )
+
+    def _space(self, st: _SymbolResync, now: float) -> None:
         if st.last_sent is not None:
             if now - st.last_sent < self.flap_window_s:
                 st.interval_s = min(self.max_interval_s, st.interval_s * 2)
             else:
                 st.interval_s = self.min_interval_s
-        st.task = asyncio.get_running_loop().create_task(
-            self._run(symbol, st), name=f"book-resync-{symbol}"
-        )
 
     async def _run(self, symbol: str, st: _SymbolResync) -> None:
         while True:
@@ -107,12 +118,16 @@ class BookResyncer:
                 self.stats.skipped_synced += 1
                 return
             st.last_sent = self._clock()
+            st.in_flight = True
             try:
                 sub = await self.client.resubscribe("orderbook", symbol, self.requesting_service)
             except Exception as exc:  # gateway down or refusing: retry while still out of sync
                 self.stats.failed += 1
+                st.again = False  # the retry below is that request
                 log.warning("book_resync_failed", symbol=symbol, error=repr(exc))
                 continue
+            finally:
+                st.in_flight = False
             self.stats.sent += 1
             if self._on_sent is not None:
                 self._on_sent(symbol)
@@ -123,7 +138,10 @@ class BookResyncer:
                 subscription_id=sub.id,
                 spacing_s=st.interval_s,
             )
-            return
+            if not st.again:
+                return
+            st.again = False
+            self._space(st, self._clock())
 
     async def stop(self) -> None:
         tasks = [st.task for st in self._symbols.values() if st.task is not None]
