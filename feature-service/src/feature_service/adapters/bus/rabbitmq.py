@@ -8,11 +8,7 @@ Channels:
 - short-lived plain (aiormq) channels for declarations: a failed passive declare makes the
   broker close the channel (404), and a robust channel would then try to resurrect itself.
 
-aio-pika runs each delivery in its own task, so ordering is restored here: the consumer
-callback only appends to a per-consumer buffer and one worker task awaits the handler for
-one message at a time. After a reconnect the robust channel re-declares the queue and
-re-subscribes; deliveries still buffered from the dead channel are discarded (the broker has
-requeued them and delivers them again, flagged redelivered).
+Deliveries and the ordered per-queue consumer are in ``rabbitmq_consumer``.
 
 A publish whose channel was gone before the message left is retried once the channel is back
 (within ``publish_timeout``). Once the message may have left (confirm timeout, connection lost
@@ -28,7 +24,6 @@ confirm that timed out marks the bus not ready (``health()``) until a later conf
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -36,7 +31,7 @@ from typing import Any
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel
 from aio_pika.abc import AbstractRobustConnection as RobustConnection
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
@@ -60,15 +55,16 @@ from feature_service.adapters.bus.base import (
     QueueNotFound,
     QueueSpec,
     TopologyMismatch,
-    WorkerConsumer,
-    wait_until,
+)
+from feature_service.adapters.bus.rabbitmq_consumer import (
+    PERSISTENT,
+    TRANSIENT,
+    RabbitConsumer,
+    amqp_safe,
 )
 
 _log = structlog.get_logger("feature_service.bus.rabbitmq")
 
-_PERSISTENT = 2
-_TRANSIENT = 1
-_SETTLE_ERRORS = (ChannelInvalidStateError, *CONNECTION_EXCEPTIONS)
 # Channel-level loss (not a broker refusal): worth waiting for the robust channel and retrying.
 # Raised before anything was sent (the channel was already unusable): safe to retry.
 _NOT_SENT_ERRORS = (ChannelInvalidStateError,)
@@ -79,165 +75,6 @@ _UNCERTAIN_ERRORS = (
     ConnectionError,
     TimeoutError,
 )
-
-
-def _message_channel_closed(message: AbstractIncomingMessage) -> bool:
-    try:
-        return message.channel.is_closed
-    except ChannelInvalidStateError:
-        return True
-
-
-def _amqp_safe(value: Any) -> Any:
-    """pamqp cannot encode ``bytes`` or tuples; original headers may carry either."""
-    if isinstance(value, dict):
-        return {str(key): _amqp_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_amqp_safe(item) for item in value]
-    if isinstance(value, bytes):
-        return bytearray(value)
-    return value
-
-
-class RabbitDelivery(Delivery):
-    __slots__ = ("_message", "_owner", "_stats")
-
-    def __init__(
-        self,
-        message: AbstractIncomingMessage,
-        queue: str,
-        stats: BusStats,
-        owner: _RabbitConsumer | None = None,
-    ) -> None:
-        self.body = message.body
-        self.headers = message.headers
-        self.queue = queue
-        self.redelivered = bool(message.redelivered)
-        self.message_id = message.message_id
-        self.delivery_tag = message.delivery_tag or 0
-        self.persistent = message.delivery_mode == _PERSISTENT
-        self.content_type = message.content_type
-        self._settled = False
-        self._message = message
-        self._stats = stats
-        self._owner = owner
-
-    @property
-    def raw(self) -> AbstractIncomingMessage:
-        return self._message
-
-    def is_stale(self) -> bool:
-        return _message_channel_closed(self._message)
-
-    async def _settle(self, *, ack: bool, requeue: bool) -> None:
-        if self._owner is not None:
-            self._owner.outstanding.discard(self)
-        stats = self._stats
-        try:
-            if ack:
-                await self._message.ack()
-            else:
-                await self._message.nack(requeue=requeue)
-        except _SETTLE_ERRORS as exc:
-            # The channel that delivered it is gone; the broker has requeued it already.
-            stats.stale_settlements += 1
-            _log.info("bus.stale_settlement", queue=self.queue, tag=self.delivery_tag, error=exc)
-            return
-        if ack:
-            stats.acked += 1
-        else:
-            stats.nacked += 1
-            if requeue:
-                stats.requeued += 1
-
-
-class _RabbitConsumer(WorkerConsumer):
-    def __init__(
-        self,
-        bus: RabbitMQBus,
-        name: str,
-        handler: Handler,
-        channel: AbstractRobustChannel,
-        queue: AbstractQueue,
-    ) -> None:
-        self._bus = bus
-        self._name = name
-        self._handler = handler
-        self._channel = channel
-        self._queue = queue
-        self._buffer: deque[AbstractIncomingMessage] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._tag: str | None = None
-        self._in_handler = False
-        self._stopping = False
-        self._shutdown: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        # handed to the handler and not settled yet
-        self.outstanding: set[RabbitDelivery] = set()
-
-    @property
-    def queue(self) -> str:
-        return self._name
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"bus-consumer:{self._name}"
-        )
-        self._tag = await self._queue.consume(self._on_message, no_ack=False)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._buffer.append(message)
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    async def _run(self) -> None:
-        buffer = self._buffer
-        stats = self._bus.stats
-        name = self._name
-        outstanding = self.outstanding
-        try:
-            while not self._stopping:
-                if not buffer:
-                    self._wakeup = asyncio.get_running_loop().create_future()
-                    await self._wakeup
-                    self._wakeup = None
-                    continue
-                message = buffer.popleft()
-                if _message_channel_closed(message):
-                    continue  # requeued by the broker with the channel; it comes back
-                delivery = RabbitDelivery(message, name, stats, self)
-                outstanding.add(delivery)
-                stats.delivered += 1
-                await self._handle(delivery)
-        finally:
-            self._stopping = True
-            buffer.clear()  # unacked: closing the channel hands them back to the queue
-            if self._shutdown is None:  # cancelled from outside (loop shutdown)
-                self._shutdown = self._begin_close(0.0)
-
-    def _begin_close(self, grace: float) -> asyncio.Future[None]:
-        return self._bus._spawn(self._close(grace))
-
-    async def _close(self, grace: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        if self._tag is not None:
-            # basic.cancel: no new deliveries, but the channel stays open for late acks
-            with suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
-                await asyncio.wait_for(
-                    self._queue.cancel(self._tag), max(deadline - loop.time(), 1.0)
-                )
-        await self._stop_worker(deadline)
-        # Settlements that arrive within the grace period still count (a handler may defer its
-        # ack until a write is durable); closing the channel requeues the rest.
-        await wait_until(
-            lambda: all(delivery.is_stale() for delivery in self.outstanding), deadline
-        )
-        self.outstanding.clear()
-        with suppress(*CONNECTION_EXCEPTIONS):
-            await self._channel.close()
-        self._bus._consumers.discard(self)
 
 
 class RabbitMQBus(BusBase):
@@ -271,7 +108,7 @@ class RabbitMQBus(BusBase):
         self._connection_name = connection_name
         self._connection: RobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
-        self._consumers: set[_RabbitConsumer] = set()
+        self._consumers: set[RabbitConsumer] = set()
         self._known_exchanges: set[str] = set()
         # Declarations to repeat after a reconnect (a replaced broker node starts empty).
         self._replay: dict[tuple[str, ...], Callable[[], Awaitable[Any]]] = {}
@@ -526,7 +363,7 @@ class RabbitMQBus(BusBase):
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self, queue: QueueSpec, handler: Handler) -> _RabbitConsumer:
+    async def consume(self, queue: QueueSpec, handler: Handler) -> RabbitConsumer:
         connection = self._require_connection()
         exact = await self._ensure_queue(queue)
         channel = await connection.channel(publisher_confirms=False)
@@ -538,7 +375,7 @@ class RabbitMQBus(BusBase):
                 )
             else:
                 amqp_queue = await channel.declare_queue(queue.name, passive=True)
-            consumer = _RabbitConsumer(self, queue.name, handler, channel, amqp_queue)
+            consumer = RabbitConsumer(self, queue.name, handler, channel, amqp_queue)
             await consumer.start()
         except BaseException:
             with suppress(*CONNECTION_EXCEPTIONS):
@@ -577,7 +414,7 @@ class RabbitMQBus(BusBase):
             "",
             self._dead_letter_queue,
             delivery.body,
-            _amqp_safe(headers),
+            amqp_safe(headers),
             True,
             None,
             delivery.content_type,
@@ -602,7 +439,7 @@ class RabbitMQBus(BusBase):
             await self._check_exchange(exchange)
         properties = aiormq.spec.Basic.Properties(
             content_type=content_type,
-            delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
+            delivery_mode=PERSISTENT if persistent else TRANSIENT,
             headers=headers,
             message_id=message_id,
         )
