@@ -85,17 +85,7 @@ def import_recording(
     grid: dict[str, tuple[int, float | None]] = {}
 
     def keep(checkpoint: BookCheckpoint, body: bytes) -> None:
-        meta = CheckpointMeta(
-            symbol=checkpoint.symbol,
-            topic=checkpoint.topic or "",
-            receive_ts=checkpoint.taken_at,
-            update_id=checkpoint.update_id,
-            seq=checkpoint.seq,
-            depth=checkpoint.depth,
-            status=checkpoint.status,
-            bids=checkpoint.bids,
-            asks=checkpoint.asks,
-        )
+        meta = CheckpointMeta.of(checkpoint)
         key = message_key(None, body)
         day = checkpoint.taken_at // US_PER_DAY
         if not stored.has(Kind.ORDERBOOK_CHECKPOINTS, day, checkpoint.symbol, key):

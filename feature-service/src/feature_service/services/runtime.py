@@ -416,17 +416,7 @@ class Runtime:
         return t0
 
     def _store_checkpoint(self, checkpoint: BookCheckpoint, body: bytes) -> None:
-        meta = CheckpointMeta(
-            symbol=checkpoint.symbol,
-            topic=checkpoint.topic or "",
-            receive_ts=checkpoint.taken_at,
-            update_id=checkpoint.update_id,
-            seq=checkpoint.seq,
-            depth=checkpoint.depth,
-            status=checkpoint.status,
-            bids=checkpoint.bids,
-            asks=checkpoint.asks,
-        )
+        meta = CheckpointMeta.of(checkpoint)
         try:
             self.raw_writer.submit_record(Kind.ORDERBOOK_CHECKPOINTS, meta, body)
         except RuntimeError:  # writer closed during shutdown: checkpoints are derived data

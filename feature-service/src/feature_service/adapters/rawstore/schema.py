@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import accumulate
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
@@ -41,6 +41,9 @@ from feature_service.market.events import (
     Trade,
 )
 from feature_service.market.keys import message_key
+
+if TYPE_CHECKING:
+    from feature_service.book.checkpoint import BookCheckpoint
 
 TS = pa.timestamp("us", tz="UTC")
 LEVEL = pa.struct(
@@ -76,6 +79,21 @@ class CheckpointMeta(RecordMeta):
     status: str = ""
     bids: list[tuple[float, float]] = field(default_factory=list)
     asks: list[tuple[float, float]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, checkpoint: BookCheckpoint) -> CheckpointMeta:
+        """The row of a checkpoint, stamped at the receive time it was taken after."""
+        return cls(
+            symbol=checkpoint.symbol,
+            topic=checkpoint.topic or "",
+            receive_ts=checkpoint.taken_at,
+            update_id=checkpoint.update_id,
+            seq=checkpoint.seq,
+            depth=checkpoint.depth,
+            status=checkpoint.status,
+            bids=checkpoint.bids,
+            asks=checkpoint.asks,
+        )
 
 
 Item: TypeAlias = MarketEvent | RecordMeta
