@@ -31,6 +31,7 @@ SECTIONS: tuple[str, ...] = (
     "continuity",
     "quality",
     "memory",
+    "peers",
 )
 
 Runner = Callable[[bool], list[Result]]

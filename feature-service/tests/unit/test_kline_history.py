@@ -197,6 +197,21 @@ def test_ring_buffer_indexes_like_a_list_of_the_last_items() -> None:
     assert len(ring) == 0 and list(ring) == []
 
 
+def test_ring_buffer_tail_is_the_slice_of_a_plain_list_for_every_length_and_skip() -> None:
+    for capacity in (1, 3, 5):
+        ring: RingBuffer[int] = RingBuffer(capacity)
+        appended: list[int] = []
+        for i in range(2 * capacity + 2):
+            held = appended[-capacity:]
+            for skip in range(capacity + 1):
+                for n in range(capacity + 2):
+                    end = len(held) - skip
+                    expected = held[max(0, end - n) : max(0, end)]
+                    assert ring.tail(n, skip) == expected, (capacity, i, n, skip)
+            ring.append(i)
+            appended.append(i)
+
+
 def test_rolling_moments_with_lag_exclude_the_newest_items() -> None:
     ring: RingBuffer[float] = RingBuffer(6)
     moments = RollingMoments(ring, size=3, lag=1)

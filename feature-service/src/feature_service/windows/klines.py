@@ -70,6 +70,19 @@ class RingBuffer(Sequence[_T], Generic[_T]):
         """The item ``k`` places before the newest (0 = newest). No bounds check: hot path."""
         return self._buf[(self._count - 1 - k) % self._cap]  # type: ignore[return-value]
 
+    def tail(self, n: int, skip: int = 0) -> list[_T]:
+        """The ``n`` items that end ``skip`` places before the newest, oldest first (one or two
+        list slices: the window recomputes read whole windows at once)."""
+        end = self._count - skip
+        start = max(end - n, self._count - len(self))
+        if start >= end:
+            return []
+        cap, buf = self._cap, self._buf
+        i, j = start % cap, end % cap
+        if i < j:
+            return buf[i:j]  # type: ignore[return-value]
+        return buf[i:] + buf[:j]  # type: ignore[operator]
+
     def clear(self) -> None:
         self._buf = [None] * self._cap
         self._count = 0
@@ -231,14 +244,13 @@ class RollingMoments:
 
     def resync(self) -> None:
         """Recompute the sums exactly (correctly rounded) around a fresh shift."""
-        ring = self._ring
-        finite = [v for v in (ring.from_end(self.lag + k) for k in range(self.n)) if v == v]
-        self._shift = finite[0] if finite else 0.0
-        deviations = [v - self._shift for v in finite]
+        finite = [v for v in self._ring.tail(self.n, self.lag) if v == v]
+        shift = self._shift = finite[-1] if finite else 0.0  # the newest finite value
+        deviations = [v - shift for v in finite]
         self._s1 = math.fsum(deviations)
-        self._s2 = math.fsum(d * d for d in deviations)
+        self._s2 = math.fsum([d * d for d in deviations])
         # what is left is the rounding of each deviation itself
-        self._err1 = math.fsum(abs(d) for d in deviations)
+        self._err1 = math.fsum(map(abs, deviations))
         self._err2 = 2.0 * self._s2
         self._since_resync = 0
 
