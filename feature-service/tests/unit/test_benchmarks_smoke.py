@@ -647,3 +647,29 @@ class TestOffline:
             bench_offline._check_same(same, bench_offline.Pass(1.0, 1.0, 10, 3, {"a": 1.0}))
         with pytest.raises(RuntimeError):
             bench_offline._check_same(same, bench_offline.Pass(1.0, 1.0, 10, 2, {"a": 2.0}))
+
+
+# --------------------------------------------------------------------------- peers
+
+
+class TestPeers:
+    def test_measure_tiny_reports_every_peer_row_measured_or_marked_missing(self) -> None:
+        from benchmarks import bench_peers
+
+        rows = bench_peers.measure_book(300, 1) + bench_peers.measure_indicators(400, 1)
+        assert len(rows) == 4
+        measured = [r for r in rows if np.isfinite(r.value)]
+        check_rows(measured, {r.name for r in measured})
+        for row in rows:
+            if not np.isfinite(row.value):
+                assert "not installed" in row.note, row
+        # TA-Lib is a dev dependency: that row is always measured (and its values were checked
+        # against ours before the row was made)
+        assert any(r.baseline and r.baseline.startswith("TA-Lib") for r in measured)
+
+    def test_check_against_talib_refuses_values_that_differ(self) -> None:
+        from benchmarks import bench_peers
+
+        closes = bench_peers._closes(300)
+        with pytest.raises(RuntimeError):
+            bench_peers._check_against_talib(closes, (50.0, closes[-1], 0.0))
