@@ -78,6 +78,36 @@ def test_derivatives_csv_import_equals_the_file_and_is_idempotent(tmp_path: Path
     assert len(stored_trades(root)) == 20_000
 
 
+def test_unordered_file_over_two_days_and_two_symbols_is_split_and_time_ordered(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "mixed.csv.gz"
+    rows = write_derivatives_csv(src, 2_000)
+    for i, r in enumerate(rows):  # every third row on the next day, every other ETH
+        sec, frac = r["timestamp"].split(".")
+        if i % 3 == 0:
+            r["timestamp"] = f"{int(sec) + 86_400}.{frac}"
+        if i % 2:
+            r["symbol"] = "ETHUSDT"
+    random.Random(3).shuffle(rows)
+    with gzip.open(src, "wt", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    root = tmp_path / "raw"
+    summary = import_trade_files(root, [src])
+    assert summary.rows_stored == 2_000
+    expected = Counter(
+        ("2026-01-02" if int(r["timestamp"].split(".")[0]) >= DAY_S + 86_400 else "2026-01-01",
+         r["symbol"])
+        for r in rows
+    )  # fmt: skip
+    for (day, symbol), count in expected.items():
+        (part,) = list_parts(root, Kind.TRADES, day, symbol)
+        ts = pq.read_table(part.path, columns=["receive_ts"]).column(0).to_pylist()
+        assert len(ts) == count and ts == sorted(ts)
+
+
 def test_spot_csv_with_ms_and_lower_case_sides(tmp_path: Path) -> None:
     src = tmp_path / "ETHUSDT_2026-01-01.csv.gz"
     with gzip.open(src, "wt") as fh:

@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,7 +140,9 @@ def _trade_table(c: dict[str, pa.Array], first_seq: int) -> pa.Table:
     n = len(c["ts"])
     ts = c["ts"]
     ms = pc.divide(ts, 1000)  # integer division: trade time in whole ms, as the live feed has
-    iso = pc.strftime(pc.cast(ts, pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S")
+    # Arrow prints a µs timestamp as "YYYY-MM-DD HH:MM:SS.ffffff": the same text strftime's
+    # "%Y-%m-%dT%H:%M:%S" gives (its %S carries the fraction) once the space is a T, ~12x faster.
+    iso = pc.replace_substring(pc.cast(pc.cast(ts, pa.timestamp("us")), pa.string()), " ", "T")
     topic = pc.binary_join_element_wise(pa.scalar("publicTrade."), c["symbol"], "")
     event_id = pc.binary_join_element_wise(
         pa.scalar(f"bybit-archive:{c['category'].as_py()}:"), c["symbol"], pa.scalar(":"),
@@ -191,18 +194,37 @@ def import_trade_files(
         if not pc.all(mask).as_py():
             cols = {k: (v.filter(mask) if k != "category" else v) for k, v in cols.items()}
         trades = _trade_table(cols, next(seq))
-        order = pc.sort_indices(trades, [("receive_ts", "ascending"), ("arrival_seq", "ascending")])
-        trades = trades.take(order)
+        trades = _in_time_order(trades)
         days = pc.divide(pc.cast(trades.column("receive_ts"), pa.int64()), US_PER_DAY)
-        for day_no in pc.unique(days).to_pylist():
-            day_rows = trades.filter(pc.equal(days, day_no))
-            for sym in pc.unique(day_rows.column("symbol")).to_pylist():
-                rows = day_rows.filter(pc.equal(day_rows.column("symbol"), sym))
+        for day_no, day_rows in _groups(trades, days):
+            for sym, rows in _groups(day_rows, day_rows.column("symbol")):
                 _store_day(root, Kind.TRADES, day_name(day_no), check_symbol(sym), rows, summary)
         if progress is not None:
             progress(table.num_rows)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _in_time_order(trades: pa.Table) -> pa.Table:
+    """Sorted by receive time (arrival_seq rises with the row, so ties keep file order). The
+    archives are already in time order: checked in one pass instead of a sort and a take."""
+    ts = pc.cast(trades.column("receive_ts"), pa.int64())
+    n = len(ts)
+    if n < 2 or pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, n - 1))).as_py():
+        return trades
+    order = pc.sort_indices(trades, [("receive_ts", "ascending"), ("arrival_seq", "ascending")])
+    return trades.take(order)
+
+
+def _groups(table: pa.Table, keys: pa.Array | pa.ChunkedArray) -> Iterator[tuple[Any, pa.Table]]:
+    """``(key, rows)`` per distinct key, in first-seen order; no filter pass for a single key
+    (the usual case: one file holds one day of one symbol)."""
+    distinct = pc.unique(keys).to_pylist()
+    if len(distinct) == 1:
+        yield distinct[0], table
+        return
+    for key in distinct:
+        yield key, table.filter(pc.equal(keys, key))
 
 
 def _store_day(
