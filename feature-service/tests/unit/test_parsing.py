@@ -872,3 +872,26 @@ def test_envelope_builder_without_ids_parses_to_none() -> None:
         None,
         {"last_price": 1.0},
     )
+
+
+def test_kline_envelopes_get_the_kline_window_going_back_and_others_do_not() -> None:
+    """The 25 h candle warm-up arrives as kline envelopes stamped at each candle's close: up to
+    the kline window (2 days) old is accepted for klines, one day for every other stream."""
+    hour_us = 3_600_000_000
+    start_ms = 1737972000000
+    close_us = (start_ms + 60_000) * 1000
+    for age_h, ok in ((30, True), (47, True), (49, False)):
+        body = to_bytes(envelope_kline(start_ms=start_ms))
+        receive = close_us + age_h * hour_us
+        if ok:
+            (event,) = parse_message(body, receive_ts=receive)
+            assert isinstance(event, Kline) and event.start == start_ms * 1000
+        else:
+            with pytest.raises(MessageRejected) as err:
+                parse_message(body, receive_ts=receive)
+            assert err.value.reason is RejectReason.BAD_TIMESTAMP
+    trade = to_bytes(envelope_trade())
+    trade_ts = parse_iso_us(orjson.loads(trade)["timestamp"])
+    with pytest.raises(MessageRejected) as err:
+        parse_message(trade, receive_ts=trade_ts + 30 * hour_us)
+    assert err.value.reason is RejectReason.BAD_TIMESTAMP

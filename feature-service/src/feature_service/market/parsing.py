@@ -534,9 +534,12 @@ def _parse_envelope(
         else:
             receive_ts = exchange_ts
     window = limits.time_window_us
-    _near(exchange_ts, receive_ts, window, window, "timestamp")
+    # A kline envelope is stamped with its candle's close: the candle warm-up (25 h) brings
+    # envelopes as old as its payload's start, so they get the kline window going back.
+    back = limits.kline_window_us if kind is EventType.KLINE else window
+    _near(exchange_ts, receive_ts, back, window, "timestamp")
     if gateway_ts is not None:
-        _near(gateway_ts, receive_ts, window, window, "received_at")
+        _near(gateway_ts, receive_ts, back, window, "received_at")
     ctx = _Ctx(
         topic,
         info,
