@@ -37,12 +37,20 @@ from feature_service.engine.offline import QUALITY_COLUMNS, vectors_to_table
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
-from feature_service.market.events import US_PER_S, BookSnapshot, Kline, MarketEvent, Side, Ticker
-from feature_service.market.events import Trade
+from feature_service.market.events import (
+    US_PER_S,
+    BookSnapshot,
+    Kline,
+    MarketEvent,
+    Side,
+    Ticker,
+    Trade,
+)
 from feature_service.market.recording import event_to_envelope
 from feature_service.registry.loader import Registry, load_registry
 from feature_service.services import dataset_builder
 from feature_service.services.dataset_builder import build_dataset, missing_inputs
+from feature_service.services.dataset_rows import conform_dtypes
 from feature_service.services.state_asof import state_as_of
 from tests.fixtures import data_quality as dq
 from tests.fixtures.data_quality import MINUTE, T0, S
@@ -305,5 +313,67 @@ def test_an_int_column_with_nulls_in_some_batches_is_float_in_every_file(
     whole = table.to_pandas()
     first = table.slice(0, 1).to_pandas()
     assert str(first["a"].dtype) == "int64" and str(whole["a"].dtype) == "float64"
-    fixed = dataset_builder.conform_dtypes(first, {"a", "b"})
+    fixed = conform_dtypes(first, {"a", "b"})
     pd.testing.assert_frame_equal(fixed, whole.iloc[:1])
+
+
+def _sparse_request(days: float) -> DatasetBuildRequest:
+    start = int(datetime(2026, 1, 1, 6, tzinfo=UTC).timestamp()) * US_PER_S
+    cut = [start + int(days * DAY_US * f) for f in (0, 0.6, 0.8, 1.0)]
+    return DatasetBuildRequest.model_validate(
+        {
+            "symbol": "BTCUSDT",
+            "split_strategy": "time_based",
+            "train_period_start": _at(cut[0]),
+            "train_period_end": _at(cut[1]),
+            "validation_period_start": _at(cut[1]),
+            "validation_period_end": _at(cut[2]),
+            "test_period_start": _at(cut[2]),
+            "test_period_end": _at(cut[3]),
+            "target_config": {"type": "regression", "horizon": 300},
+            "feature_registry_version": "1.1.0",
+            "feature_interval": "1m",
+            "features": ["mid_price", "spread_rel", "trade_count_1m"],
+        }
+    )
+
+
+def test_the_rows_a_build_holds_stay_bounded_whatever_the_period(
+    sparse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long period holds no more rows at once than a short one: at most one batch plus the
+    rows waiting for their 300 s target (5 rows of 1 m). Watched from outside the build: the
+    largest group of vectors turned into a table and the largest frame given to a split file."""
+    from feature_service.datasets import output
+    from feature_service.services import dataset_rows
+
+    batch = 40
+    bound = batch + 300 // 60
+    monkeypatch.setattr(dataset_builder, "BATCH_ROWS", batch)
+    seen = {"vectors": 0, "written": 0}
+    to_table = dataset_rows.vectors_to_table
+    write = output.SplitWriter.write
+
+    def counting_to_table(rows: list[Any], *args: Any, **kwargs: Any) -> pa.Table:
+        seen["vectors"] = max(seen["vectors"], len(rows))
+        return to_table(rows, *args, **kwargs)
+
+    def counting_write(self: output.SplitWriter, df: pd.DataFrame) -> None:
+        seen["written"] = max(seen["written"], len(df))
+        write(self, df)
+
+    monkeypatch.setattr(dataset_rows, "vectors_to_table", counting_to_table)
+    monkeypatch.setattr(output.SplitWriter, "write", counting_write)
+    registry = load_registry(None)
+    peaks = {}
+    for days in (0.25, 3.5):
+        seen.update(vectors=0, written=0)
+        result = build_dataset(_sparse_request(days), registry, sparse, tmp_path / str(days))
+        assert result.rows > 2 * batch
+        assert seen["vectors"] <= batch and seen["written"] <= bound
+        assert result.extra["peak_rows_held"] <= bound
+        peaks[days] = (result.rows, result.extra["peak_rows_held"])
+        assert not list((tmp_path / str(days)).glob(".rows*"))  # the spill is gone
+    (short_rows, short_peak), (long_rows, long_peak) = peaks[0.25], peaks[3.5]
+    assert long_rows > 10 * short_rows // 2 and long_rows > 100 * batch
+    assert long_peak <= bound and short_peak <= bound

@@ -121,10 +121,13 @@ class Split:
     purged: int = 0  # rows dropped because their label window reached the next split
     embargoed: int = 0  # rows dropped because their lookback reached the previous split
     empty_reason: str | None = None  # no_data_in_period | purge | embargo | purge_and_embargo
+    # A streamed build's summary of a split already written: ``frame`` holds only its first
+    # and last timestamps (all the leakage check reads), ``count`` its rows.
+    count: int | None = None
 
     @property
     def records(self) -> int:
-        return len(self.frame)
+        return len(self.frame) if self.count is None else self.count
 
     def info(self) -> dict[str, object]:
         """The contract's splits_info entry plus the leakage bookkeeping."""

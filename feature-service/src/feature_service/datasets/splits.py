@@ -112,14 +112,22 @@ def _explain_empty(
 
 def _guard(raw: Sequence[Split], guard: LeakageGuard) -> tuple[list[Split], list[str]]:
     guarded = guard.apply(raw)
+    return guarded, empty_warnings(guarded, [s.records for s in raw], guard)
+
+
+def empty_warnings(
+    guarded: Sequence[Split], before: Sequence[int], guard: LeakageGuard
+) -> list[str]:
+    """Why each guarded split came out empty (``before``: its rows before purge and embargo);
+    sets each empty split's ``empty_reason``."""
     warnings: list[str] = []
-    for i, (split, original) in enumerate(zip(guarded, raw, strict=True)):
+    for i, (split, count) in enumerate(zip(guarded, before, strict=True)):
         prev = guarded[i - 1].name if i > 0 else None
         nxt = guarded[i + 1].name if i + 1 < len(guarded) else None
-        message = _explain_empty(split, original.records, prev, nxt, guard)
+        message = _explain_empty(split, count, prev, nxt, guard)
         if message:
             warnings.append(message)
-    return guarded, warnings
+    return warnings
 
 
 def time_based_split(df: pd.DataFrame, req: DatasetBuildRequest, guard: LeakageGuard) -> Splits:
@@ -152,23 +160,30 @@ def walk_forward_folds(
             Split("validation", _slice(df, ts, val_p), val_p),
         ]
         (train, validation), warnings = _guard(raw, guard)
-        fold = Fold(index, train, validation, warnings=warnings)
-        if train.records < cfg.min_train_samples:
-            fold.skipped = True
-            fold.skip_reason = (
-                f"{train.records} train rows after the purge, fewer than min_train_samples "
-                f"{cfg.min_train_samples}"
-            )
-        elif not validation.records:
-            fold.skipped = True
-            fold.skip_reason = "no validation rows left (see the fold's warnings)"
-        folds.append(fold)
+        folds.append(make_fold(index, train, validation, warnings, cfg))
     if cfg.last_fold_as_test:
-        _mark_test_fold(folds)
+        mark_test_fold(folds)
     return folds
 
 
-def _mark_test_fold(folds: list[Fold]) -> None:
+def make_fold(
+    index: int, train: Split, validation: Split, warnings: list[str], cfg: WalkForwardConfig
+) -> Fold:
+    """A fold from its guarded splits, marked skipped (with the reason) when too small."""
+    fold = Fold(index, train, validation, warnings=warnings)
+    if train.records < cfg.min_train_samples:
+        fold.skipped = True
+        fold.skip_reason = (
+            f"{train.records} train rows after the purge, fewer than min_train_samples "
+            f"{cfg.min_train_samples}"
+        )
+    elif not validation.records:
+        fold.skipped = True
+        fold.skip_reason = "no validation rows left (see the fold's warnings)"
+    return fold
+
+
+def mark_test_fold(folds: list[Fold]) -> None:
     used = [f for f in folds if not f.skipped]
     if not used:
         return
@@ -223,21 +238,32 @@ def random_split(
     """FR-014.3, testing only: a seeded random assignment of rows to train / validation /
     test in the given fractions (a missing test fraction is the remainder); each split
     keeps time order. Counts are exact: round(n * fraction) for train and validation."""
+    ts = _sorted_ts(df)
+    if period is not None:
+        df = _slice(df, ts, period)
+    label = random_labels(len(df), fractions, seed)
+    parts = [Split(name, df.iloc[np.flatnonzero(label == k)]) for k, name in enumerate(SPLIT_NAMES)]
+    return Splits("random", parts[0], parts[1], parts[2], random_warnings(parts))
+
+
+def random_labels(n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """The split (0 train, 1 validation, 2 test) of each of ``n`` time-sorted rows: one byte
+    per row, so a streamed build can hold it for any period."""
     if len(fractions) not in (2, 3) or any(f < 0 for f in fractions):
         raise ValueError("fractions: (train, validation[, test]), each >= 0")
     if sum(fractions[:2]) > 1 + 1e-12 or (len(fractions) == 3 and abs(sum(fractions) - 1) > 1e-9):
         raise ValueError("fractions must add up to at most 1 (exactly 1 when test is given)")
-    ts = _sorted_ts(df)
-    if period is not None:
-        df = _slice(df, ts, period)
-    n = len(df)
     n_train = round(n * fractions[0])
     n_val = min(round(n * fractions[1]), n - n_train)
     label = np.full(n, 2, dtype=np.int8)
     order = np.random.default_rng(seed).permutation(n)
     label[order[:n_train]] = 0
     label[order[n_train : n_train + n_val]] = 1
-    parts = [Split(name, df.iloc[np.flatnonzero(label == k)]) for k, name in enumerate(SPLIT_NAMES)]
+    return label
+
+
+def random_warnings(parts: Sequence[Split]) -> list[str]:
+    """The random split's warnings; sets each empty split's ``empty_reason``."""
     warnings = [
         "random split: train, validation and test rows interleave in time, so the splits are "
         "not leak-free; for testing only (FR-014.3)"
@@ -246,4 +272,4 @@ def random_split(
         if not split.records:
             split.empty_reason = "no_data_in_period"
             warnings.append(f"{split.name} split is empty")
-    return Splits("random", parts[0], parts[1], parts[2], warnings)
+    return warnings

@@ -1,18 +1,22 @@
-"""One dataset build, start to finish, as a plain synchronous function (run in a worker thread).
+"""One dataset build, start to finish, as a plain synchronous function (run in a worker process).
 
-raw Parquet --(RawReader, receive order)--> FeatureEngine (the live code) --> feature rows
---> targets from the future only --> splits with purge + embargo --> leakage check --> files
---> manifest. Nothing here knows about HTTP, the database or the bus.
+raw Parquet --(RawReader, receive order)--> FeatureEngine (the live code) --> feature rows,
+spilled in row groups --> targets from the future only (a look-ahead of one horizon) -->
+splits with purge + embargo, streamed into their files --> leakage check --> manifest.
+Memory is bounded by the batch size, not the period (issue 9). Nothing here knows about HTTP,
+the database or the bus.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from feature_service import __version__
@@ -27,34 +31,35 @@ from feature_service.datasets import (
     DatasetBuildRequest,
     LeakageGuard,
     Period,
-    add_targets,
     build_manifest,
     check_no_leakage,
     content_hash,
+    iter_targets,
     manifest_hash,
-    random_split,
-    time_based_split,
+    timestamps_us,
     walk_forward_counts,
-    walk_forward_folds,
     walk_forward_warnings,
     write_manifest,
-    write_split,
 )
-from feature_service.engine.core import FeatureEngine
-from feature_service.engine.offline import QUALITY_COLUMNS, vectors_to_table
-from feature_service.engine.vector import FeatureVector
+from feature_service.datasets.stream import RandomStream, TimeBasedStream, WalkForwardStream
+from feature_service.engine.offline import QUALITY_COLUMNS
 from feature_service.features.catalog import BUNDLED_PLAN
-from feature_service.features.library import FeaturePlan
-from feature_service.ingest import IngestBoundary
-from feature_service.ingest.replay import stored_events
-from feature_service.market.events import Kline, Trade
 from feature_service.registry.loader import Registry
-from feature_service.services.state_asof import state_as_of
+from feature_service.services.dataset_rows import (
+    REFERENCE_PRICE,
+    Progress,
+    ProgressFn,
+    RowGauge,
+    SpilledRows,
+    read_rows,
+    spill_rows,
+)
 
-ProgressFn = Callable[[dict[str, Any]], None]
+# Rows per batch: of the replay's spill row groups and of every pass over them. A build holds
+# about this many rows (plus one target horizon of rows) whatever its period.
 BATCH_ROWS = 50_000
+SPILL_FILE = ".rows.spill.parquet"
 META_COLUMNS = ("timestamp", "symbol", "interval_s")
-REFERENCE_PRICE = "reference_price"
 TARGET_COLUMNS = ("target", "target_return")
 
 
@@ -102,114 +107,6 @@ def _fmt(p: Period) -> str:
     return f"[{d['start']}, {d['end']})"
 
 
-class _Progress:
-    """Replay progress by receive time through the read window, with an ETA."""
-
-    def __init__(self, window: Period, report: ProgressFn | None) -> None:
-        self._window = window
-        self._report = report
-        self._started = time.monotonic()
-        self._last = 0.0
-        self.rows = 0
-
-    def update(self, t_us: int, stage: str = "replay", *, force: bool = False) -> None:
-        if self._report is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.5:
-            return
-        self._last = now
-        span = max(1, self._window.end_us - self._window.start_us)
-        replay = min(1.0, max(0.0, (t_us - self._window.start_us) / span))
-        fraction = 0.9 * replay if stage == "replay" else 0.95 if stage == "split" else 1.0
-        elapsed = now - self._started
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
-        self._report(
-            {
-                "stage": stage,
-                "fraction": round(fraction, 4),
-                "rows": self.rows,
-                "elapsed_s": round(elapsed, 3),
-                "eta_s": None if eta is None else round(eta, 3),
-            }
-        )
-
-
-def compute_rows(
-    req: DatasetBuildRequest,
-    raw_root: Path,
-    window: Period,
-    keep: Period,
-    progress: _Progress,
-    plan: FeaturePlan = BUNDLED_PLAN,
-) -> pd.DataFrame:
-    """Feature rows of ``req.interval_s`` with close times in ``keep``, replaying every stored
-    event of ``window`` through the engine in batches (memory grows with rows, not events).
-
-    Each row also gets ``reference_price`` (the last trade price, else the last confirmed candle
-    close, received before the row's time): the target's price when the window has no order
-    book at all (backfilled klines, imported trades), so such a dataset still has labels."""
-    # A plan with normalisation samples every 1 s close, so the engine must close them all.
-    intervals = {req.interval_s, 1} if plan.needs_every_second else {req.interval_s}
-    # State as of the window's start from the stored history before it (the last checkpoint or
-    # snapshot, the candle lookback, ...): rows equal what live published, whatever the period.
-    boundary = IngestBoundary()
-    engine, _ = state_as_of(
-        raw_root,
-        [req.symbol],
-        window.start_us,
-        engine=FeatureEngine(intervals_s=sorted(intervals), plan=plan),
-        boundary=boundary,
-    )
-    reader = RawReader(raw_root)
-    batches: list[pd.DataFrame] = []
-    pending: list[FeatureVector] = []
-    prices: list[float | None] = []
-    last_trade: float | None = None
-    last_close: float | None = None
-
-    def take(vectors: list[FeatureVector]) -> None:
-        for v in vectors:
-            if v.interval_s == req.interval_s and keep.start_us <= v.timestamp <= keep.end_us:
-                pending.append(v)
-                prices.append(last_trade if last_trade is not None else last_close)
-        if len(pending) >= BATCH_ROWS:
-            flush()
-
-    def flush() -> None:
-        if pending:
-            frame = vectors_to_table(pending, plan=plan).to_pandas()
-            frame[REFERENCE_PRICE] = pd.array(prices, dtype="Float64")
-            batches.append(frame)
-            progress.rows += len(pending)
-            pending.clear()
-            prices.clear()
-
-    events = stored_events(
-        reader,
-        boundary,
-        symbols=[req.symbol],
-        start_us=window.start_us,
-        end_us=window.end_us,
-    )
-    for event in events:
-        # Vectors closed by this event precede it: the reference price moves after them.
-        take(engine.process(event))
-        if isinstance(event, Trade):
-            last_trade = event.price
-        elif isinstance(event, Kline) and event.confirmed:
-            last_close = event.close
-        progress.update(event.receive_ts)
-    # Boundaries after the last stored event close as the live timer would close them.
-    take(engine.advance_to(window.end_us))
-    flush()
-    if not batches:
-        empty = vectors_to_table([], plan=plan).to_pandas()
-        empty[REFERENCE_PRICE] = pd.array([], dtype="Float64")
-        return empty
-    return pd.concat(batches, ignore_index=True)
-
-
 def missing_inputs(raw_root: Path, symbol: str, window: Period) -> dict[str, str]:
     """Inputs with no stored data in the window, and what that leaves null (for the manifest:
     a history of backfilled klines or imported trades says plainly what it lacks)."""
@@ -237,73 +134,46 @@ def build_dataset(
     *,
     progress: ProgressFn | None = None,
 ) -> BuildResult:
+    """Replay the period once into a spill file of feature rows, then stream the rows back
+    through targets, the quality filter and the splits into the split files: memory holds at
+    most ``BATCH_ROWS`` rows plus one target horizon of rows, whatever the period."""
     started = time.monotonic()
     span = req.span()
     if span is None:
         raise BuildFailed("the request defines no period")
     guard = LeakageGuard.for_request(req, registry)
     window = guard.read_window(span)
-    tracker = _Progress(window, progress)
+    tracker = Progress(window, progress)
     keep = Period(span.start_us, span.end_us + guard.horizon_s * 1_000_000)
-    rows = compute_rows(req, raw_root, window, keep, tracker, registry.plan or BUNDLED_PLAN)
     missing = missing_inputs(raw_root, req.symbol, window)
-    if "orderbook" not in missing:
-        rows = rows.drop(columns=[REFERENCE_PRICE])  # targets come from the mid, as always
-    if rows.empty:
-        raise BuildFailed(f"no feature rows for {req.symbol} in {_fmt(span)}")
-    tracker.update(window.end_us, "split", force=True)
-
-    rows, dropped = add_targets(rows, req.target_config, req.interval_s)
-    dropped_quality = 0
-    if req.quality_filter:
-        ok = rows["quality_ok"].fillna(False).astype(bool)
-        dropped_quality = int((~ok).sum())
-        rows = rows[ok].reset_index(drop=True)
-    features = list(req.selected_features(registry))
-    rows = rows[[*META_COLUMNS, *features, *QUALITY_COLUMNS, *TARGET_COLUMNS]]
-
+    gauge = RowGauge()
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    warnings: list[str] = []
-    folds_info: list[dict[str, Any]] | None = None
-    leaks: list[str] = []
-
-    def write(name: str, frame: pd.DataFrame) -> None:
-        path = write_split(frame.reset_index(drop=True), out_dir / name, req.output_format)
-        files[name] = path.name
-
-    if req.split_strategy == "walk_forward":
-        cfg = req.walk_forward_config
-        assert cfg is not None
-        folds = walk_forward_folds(rows, cfg, guard.horizon_s, guard.embargo_s)
-        warnings += walk_forward_warnings(folds)
-        folds_info = [f.info() for f in folds]
-        for fold in folds:
-            if fold.skipped:
-                continue
-            leaks += check_no_leakage(list(fold), guard.horizon_s, guard.embargo_s)
-            for split in fold:
-                write(f"fold_{fold.index}_{split.name}", split.frame)
-        counts = walk_forward_counts(folds)
-        splits_info: dict[str, Any] = {"folds": folds_info}
-    else:
-        if req.split_strategy == "random":
-            rnd = req.random_config
-            assert rnd is not None
-            splits = random_split(
-                rows,
-                (rnd.train_fraction, rnd.validation_fraction, rnd.test_fraction),
-                rnd.seed,
-                span,
-            )
-        else:
-            splits = time_based_split(rows, req, guard)
-            leaks += check_no_leakage(list(splits), guard.horizon_s, guard.embargo_s)
-        warnings += splits.warnings
-        for split in splits:
-            write(split.name, split.frame)
-        counts = splits.counts()
-        splits_info = splits.info()
+    spill = out_dir / SPILL_FILE
+    try:
+        spilled = spill_rows(
+            req,
+            raw_root,
+            window,
+            keep,
+            tracker,
+            registry.plan or BUNDLED_PLAN,
+            spill,
+            batch_rows=BATCH_ROWS,
+            gauge=gauge,
+        )
+        if not spilled.rows:
+            spill.unlink()
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if the build created it and wrote nothing else
+            raise BuildFailed(f"no feature rows for {req.symbol} in {_fmt(span)}")
+        tracker.update(window.end_us, "split", force=True)
+        # With an order book, targets come from the mid, as always.
+        drop = (REFERENCE_PRICE,) if "orderbook" not in missing else ()
+        rows = _LabelledRows(req, registry, spilled, gauge, drop)
+        outcome = _write_splits(req, guard, span, rows, out_dir)
+    finally:
+        spill.unlink(missing_ok=True)
+    files, counts, splits_info, folds_info, warnings, leaks = outcome
     _refuse_empty(counts, req, raw_root, span)
     if leaks and req.data_leakage_check:
         raise BuildFailed("leakage check failed: " + "; ".join(leaks))
@@ -328,9 +198,9 @@ def build_dataset(
     manifest["missing_inputs"] = missing
     if missing.get("orderbook"):
         manifest["target_price"] = "reference_price (last trade, else last candle close)"
-    manifest["dropped_rows_without_target"] = dropped
+    manifest["dropped_rows_without_target"] = rows.dropped
     manifest["quality_filter"] = req.quality_filter
-    manifest["dropped_rows_quality"] = dropped_quality
+    manifest["dropped_rows_quality"] = rows.dropped_quality
     manifest["content_sha256"] = manifest_hash(manifest)
     write_manifest(out_dir, manifest)
     tracker.update(window.end_us, "done", force=True)
@@ -341,10 +211,99 @@ def build_dataset(
         folds=folds_info,
         warnings=warnings,
         manifest=manifest,
-        rows=len(rows),
-        dropped_targets=dropped,
+        rows=rows.rows,
+        dropped_targets=rows.dropped,
         elapsed_s=time.monotonic() - started,
+        extra={"peak_rows_held": gauge.peak, "batch_rows": BATCH_ROWS},
     )
+
+
+class _LabelledRows:
+    """The dataset's rows, streamed from the spill: with targets (rows wait at most one
+    horizon for their future), quality-filtered, in the dataset's columns. Each pass counts
+    afresh; the counts are those of the last complete pass."""
+
+    def __init__(
+        self,
+        req: DatasetBuildRequest,
+        registry: Registry,
+        spilled: SpilledRows,
+        gauge: RowGauge,
+        drop: tuple[str, ...],
+    ) -> None:
+        self.req = req
+        self.spilled = spilled
+        self.gauge = gauge
+        self.drop = drop
+        features = list(req.selected_features(registry))
+        self.columns = [*META_COLUMNS, *features, *QUALITY_COLUMNS, *TARGET_COLUMNS]
+        self.rows = self.dropped = self.dropped_quality = 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        self.rows = self.dropped = self.dropped_quality = 0
+        batches = read_rows(self.spilled, batch_rows=BATCH_ROWS, gauge=self.gauge, drop=self.drop)
+        for frame, dropped in iter_targets(batches, self.req.target_config, self.req.interval_s):
+            self.gauge.release(len(frame) + dropped)
+            self.dropped += dropped
+            if self.req.quality_filter:
+                ok = frame["quality_ok"].fillna(False).astype(bool)
+                self.dropped_quality += int((~ok).sum())
+                frame = frame[ok]
+            frame = frame[self.columns]
+            self.rows += len(frame)
+            yield frame
+
+
+def _write_splits(
+    req: DatasetBuildRequest,
+    guard: LeakageGuard,
+    span: Period,
+    rows: _LabelledRows,
+    out_dir: Path,
+) -> tuple[dict[str, str], dict[str, int], dict[str, Any], Any, list[str], list[str]]:
+    """Stream the rows into the request's split files; (files, counts, splits_info, folds,
+    warnings, leakage problems)."""
+    fmt = req.output_format
+    stream: WalkForwardStream | RandomStream | TimeBasedStream
+    if req.split_strategy == "walk_forward":
+        assert req.walk_forward_config is not None
+        stream = WalkForwardStream(
+            req.walk_forward_config, guard.horizon_s, guard.embargo_s, out_dir, fmt
+        )
+    elif req.split_strategy == "random":
+        assert req.random_config is not None
+        # The assignment is a permutation of every row of the period: count them first.
+        in_span = sum(_rows_within(frame, span) for frame in rows)
+        stream = RandomStream(req.random_config, span, in_span, out_dir, fmt)
+    else:
+        stream = TimeBasedStream(req, guard, out_dir, fmt)
+    try:
+        for frame in rows:
+            stream.feed(frame)
+        if isinstance(stream, WalkForwardStream):
+            folds, paths = stream.close()
+        else:
+            splits, paths = stream.close()
+    except BaseException:
+        stream.abort()
+        raise
+    files = {name: path.name for name, path in paths.items()}
+    leaks: list[str] = []
+    if isinstance(stream, WalkForwardStream):
+        folds_info = [f.info() for f in folds]
+        for fold in folds:
+            if not fold.skipped:
+                leaks += check_no_leakage(list(fold), guard.horizon_s, guard.embargo_s)
+        warnings = walk_forward_warnings(folds)
+        return files, walk_forward_counts(folds), {"folds": folds_info}, folds_info, warnings, leaks
+    if req.split_strategy == "time_based":
+        leaks += check_no_leakage(list(splits), guard.horizon_s, guard.embargo_s)
+    return files, splits.counts(), splits.info(), None, list(splits.warnings), leaks
+
+
+def _rows_within(frame: pd.DataFrame, period: Period) -> int:
+    lo, hi = np.searchsorted(timestamps_us(frame), [period.start_us, period.end_us])
+    return int(hi - lo)
 
 
 def _refuse_empty(
