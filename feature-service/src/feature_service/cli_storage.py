@@ -225,28 +225,36 @@ def export_cmd(
 def import_cmd(
     input: Annotated[Path, typer.Option("--input", "-i", help="Recording (.jsonl[.gz])")],
     raw_dir: RawDir = DEFAULT_RAW,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Stop at the first bad line (exit 1, its line number)"),
+    ] = False,
     skip_bad_lines: Annotated[
-        bool, typer.Option("--skip-bad-lines", help="Report malformed lines instead of stopping")
+        bool, typer.Option("--skip-bad-lines", hidden=True, help="The default now; ignored")
     ] = False,
 ) -> None:
     """Store a recording in the raw store as if it had been received live (its receive times
-    kept; bare frames use `ts`); idempotent. The twin of `storage export`."""
+    kept; bare frames use `ts`); idempotent. The twin of `storage export`. Bad lines
+    (truncated, garbled, missing data, refused values) are skipped and counted by reason, as
+    the live path dead-letters them; --strict stops at the first, with the lines before it
+    stored."""
     from feature_service.config import load_settings
-    from feature_service.market.errors import MessageRejected
+    from feature_service.market.recording import RecordingError
     from feature_service.market.timeutil import format_iso_us
     from feature_service.services.importer import import_recording
 
     settings = load_settings()
     try:
         summary = import_recording(
-            input,
-            raw_dir,
-            checkpoint_every_s=settings.checkpoint_interval_s,
-            skip_bad_lines=skip_bad_lines,
+            input, raw_dir, checkpoint_every_s=settings.checkpoint_interval_s, strict=strict
         )
-    except MessageRejected as exc:
-        typer.echo(f"import stopped: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    except RecordingError as error:
+        typer.echo(
+            f"import stopped at line {error.line_no}: {error.reason.value}: "
+            f"{error.cause.detail} (the lines before it are stored)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     span = (
         f"{format_iso_us(summary.first_us)}Z .. {format_iso_us(summary.last_us)}Z"
         if summary.first_us is not None and summary.last_us is not None
@@ -257,5 +265,10 @@ def import_cmd(
         f"{summary.already_stored} already stored, {summary.duplicates} duplicate(s) skipped, "
         f"{summary.checkpoints} book checkpoint(s); receive times {span} -> {raw_dir}"
     )
-    for error in summary.errors[:20]:
+    if summary.rejected:
+        typer.echo(
+            f"skipped {summary.rejected_lines} bad line(s): "
+            + ", ".join(f"{reason} {n}" for reason, n in summary.rejected.most_common())
+        )
+    for error in summary.errors:
         typer.echo(error, err=True)

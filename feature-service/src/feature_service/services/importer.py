@@ -8,10 +8,17 @@ its ``message_key`` is the one live would have written. Idempotent: a message wh
 already stored for its kind, day and symbol is not written again. Book checkpoints are written
 as live would write them (every ``checkpoint_every_s`` of receive time and at each UTC day's
 first book event), so state as of any imported moment starts from a nearby book.
+
+Bad lines (garbled JSON, a frame missing its data, a value the strict parser refuses, a
+truncated gzip tail) are skipped and counted by reason, as the live path dead-letters them,
+and the import goes on; the first few are kept with their line numbers for the summary. With
+``strict`` the import stops at the first bad line, having stored every line before it, and
+raises ``RecordingError`` (its line number and reason).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +49,20 @@ class ImportSummary:
     checkpoints: int = 0
     first_us: int | None = None
     last_us: int | None = None
-    errors: list[str] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)  # bad lines by reason code
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS, with line numbers
+
+    @property
+    def rejected_lines(self) -> int:
+        return sum(self.rejected.values())
+
+    def reject(self, error: RecordingError) -> None:
+        self.rejected[error.reason.value] += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(str(error))
+
+
+MAX_ERRORS = 20
 
 
 class _StoredKeys:
@@ -71,7 +91,7 @@ def import_recording(
     *,
     checkpoint_every_s: float = 60.0,
     flush_rows: int = 50_000,
-    skip_bad_lines: bool = False,
+    strict: bool = False,
 ) -> ImportSummary:
     root = Path(raw_root)
     summary = ImportSummary()
@@ -103,14 +123,26 @@ def import_recording(
             writer.write_records(Kind.ORDERBOOK_CHECKPOINTS, checkpoints)
             checkpoints.clear()
 
-    for line_no, line in iter_lines(path):
+    def bad_line(error: RecordingError) -> None:
+        summary.reject(error)
+        if strict:
+            flush()  # every line before the bad one is stored
+            raise error
+
+    lines = iter_lines(path)
+    while True:
+        try:
+            line_no, line = next(lines)
+        except StopIteration:
+            break
+        except RecordingError as error:  # a truncated gzip stream: nothing readable after it
+            bad_line(error)
+            break
         summary.lines += 1
         try:
             events, fresh = boundary.ingest(line)
         except MessageRejected as exc:
-            if not skip_bad_lines:
-                raise RecordingError(path, line_no, exc) from exc
-            summary.errors.append(f"{path}:{line_no}: {exc}")
+            bad_line(RecordingError(path, line_no, exc))
             continue
         summary.events += len(events)
         summary.duplicates += len(events) - len(fresh)
