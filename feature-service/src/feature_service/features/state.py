@@ -138,7 +138,12 @@ class SymbolState:
     def on_time(self, t: int) -> None:
         """Record the current mid at every whole second up to ``t``: the mid as of a boundary is
         the book before any event received at or after it, which is the state right now."""
-        self.mids.record_until(t - t % US_PER_S, self.book.mid())
+        mids = self.mids
+        last = mids._last  # last recorded second: the engine calls this for every event, and
+        # only the first event of a new second writes (record_until ignores the others), so
+        # the book's mid is only read then.
+        if last is None or t // US_PER_S > last:
+            mids.record_until(t - t % US_PER_S, self.book.mid())
 
     # -- features ------------------------------------------------------------------------------
     def compute(self, t: int) -> FeatureFrame:
