@@ -22,6 +22,7 @@ from benchmarks.common import Result, print_table, write_json
 
 SECTIONS: tuple[str, ...] = (
     "book",
+    "parsing",
     "features",
     "live",
     "rawstore",

@@ -673,3 +673,32 @@ class TestPeers:
         closes = bench_peers._closes(300)
         with pytest.raises(RuntimeError):
             bench_peers._check_against_talib(closes, (50.0, closes[-1], 0.0))
+
+
+class TestParsing:
+    def test_strict_against_plain_rows_and_the_baseline_really_skips_the_checks(self) -> None:
+        from benchmarks import bench_parsing
+
+        rows = bench_parsing.measure(n_deltas=200, sample=300, repeat=1)
+        check_rows(
+            rows,
+            {
+                "parse.strict_values (synthetic orderbook.50)",
+                "parse.strict_values (bundled sample, all kinds)",
+            },
+        )
+        trade = bench_parsing.sample_lines(2_000)
+        line = next(x for x in trade if b'"event_type":"trade"' in x)
+        doc = json.loads(line)
+        doc["payload"]["p"] = "\uff11\uff12"  # full-width digits: refused when strict
+        body = json.dumps(doc).encode()
+        from feature_service.market.errors import MessageRejected
+        from feature_service.market.parsing import parse_message
+
+        with pytest.raises(MessageRejected):
+            parse_message(body)
+        with bench_parsing.plain_values():
+            (event,) = parse_message(body)
+        assert event.price == 12.0  # type: ignore[attr-defined]
+        with pytest.raises(MessageRejected):  # restored
+            parse_message(body)
