@@ -63,3 +63,19 @@ def test_a_constant_window_has_a_reason_not_a_value() -> None:
         frame = state.compute(T0 + i * S)
     assert frame.values["mid_price_z_score"] is None
     assert frame.reasons["mid_price_z_score"] == "zero_std"
+
+
+def test_computing_a_close_again_changes_nothing() -> None:
+    """A registry switch computes the switch boundary's vector before the engine does: the
+    second computation of a close must give the same values and record no second sample."""
+    mids = [100.0 + v for v in np.random.default_rng(2).normal(0, 1, 30)]
+    spec = parse_normalization({"method": "z_score", "window": "10s"})
+    assert spec is not None
+    once = _run(spec, mids)
+    plan = FeaturePlan((resolve("mid_price"),), "n", normalization={"mid_price": spec})
+    state = SymbolState("BTCUSDT", plan)
+    for i, mid in enumerate(mids):
+        t = T0 + i * S
+        state.apply(book_snapshot(i + 1, [(mid - 0.5, 1.0)], [(mid + 0.5, 1.0)], t - S // 2))
+        first = state.compute(t).complete()
+        assert state.compute(t).complete() == first == once[i], i

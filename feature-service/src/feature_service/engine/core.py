@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from feature_service.engine.boundaries import IntervalClock
-from feature_service.engine.switch import PlanSwitch, SwitchDone
+from feature_service.engine.switch import PlanSwitch, SwitchDone, SwitchFailed
 from feature_service.engine.vector import FeatureVector
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
@@ -53,6 +53,8 @@ class FeatureEngine:
         self.quality = quality if quality is not None else QualityMonitor()
         self.versions: dict[str, str] = {}  # the version each symbol's state computes
         self.switch: PlanSwitch | None = None
+        # While a warm switch is prepared: every event applied, for the warm engine to catch up.
+        self.tap: list[MarketEvent] | None = None
         self._next_close: dict[str, int] = {}
         self._last_ts: dict[str, int] = {}
         # Observability (read by metrics / health; never by features).
@@ -91,6 +93,8 @@ class FeatureEngine:
         state.apply(event)
         self.quality.observe(event, state.book)
         self.events_processed += 1
+        if self.tap is not None:
+            self.tap.append(event)
         return out
 
     def ensure_state(self, symbol: str) -> SymbolState:
@@ -112,27 +116,45 @@ class FeatureEngine:
         return out
 
     def schedule_switch(
-        self, plan: FeaturePlan, version: str, at_us: int, on_done: SwitchDone | None = None
+        self,
+        plan: FeaturePlan,
+        version: str,
+        at_us: int,
+        on_done: SwitchDone | None = None,
+        *,
+        warm: FeatureEngine | None = None,
     ) -> int:
         """Compute ``plan`` (stamped ``version``) from the first boundary >= ``at_us`` on, for
-        every symbol (see ``engine.switch``); returns that boundary."""
+        every symbol at once (see ``engine.switch``; ``warm``: an engine running ``plan``
+        whose states to take, fed ``self.tap`` first); returns that boundary."""
         if self.switch is not None:
             raise RuntimeError(f"a switch to {self.switch.version} is already pending")
         at = self.clock.first_boundary_after(at_us - 1)
-        self.switch = PlanSwitch(plan, version, at, on_done)
+        self.switch = PlanSwitch(plan, version, at, on_done, warm)
         if not self.states:
-            self._finish_switch(None)
+            # Nothing computed yet: take the warm states as they are (the first event or tick
+            # opens their boundaries), or start empty with the new plan.
+            self._switch_all(None, None, [])
         return at
 
     def cancel_switch(self, reason: str) -> None:
-        """Give up a pending switch: every symbol goes back to the previous version."""
+        """Give up a pending switch: every symbol stays on the previous version."""
         self._finish_switch(reason)
+
+    def advance_symbol_to(self, symbol: str, t: int) -> list[FeatureVector]:
+        """``advance_to`` for one symbol."""
+        out: list[FeatureVector] = []
+        state = self.states[symbol]
+        if t >= self._next_close[symbol]:
+            self._close_until(symbol, state, t, out)
+        return out
 
     def _finish_switch(self, error: str | None) -> None:
         switch = self.switch
         if switch is None:
             return
         self.switch = None
+        self.tap = None
         if error is None:
             self.plan = switch.plan
             self.registry_version = switch.version
@@ -144,24 +166,41 @@ class FeatureEngine:
         if switch.on_done is not None:
             switch.on_done(switch.version, error)
 
-    def _switch_symbol(self, symbol: str, state: SymbolState, boundary: int) -> SymbolState:
+    def _switch_all(
+        self, crossing: str | None, boundary: int | None, out: list[FeatureVector]
+    ) -> None:
+        """Move every symbol to the pending plan at ``boundary`` (``crossing`` reached it
+        first), or none of them."""
         switch = self.switch
         assert switch is not None
-        new = switch.migrate(symbol, state)
+        self.switch = None  # the closes below stay on the old plan and must not re-enter here
+        tap, self.tap = self.tap or [], None
         try:
-            new.on_time(boundary)
-            new.compute(boundary).complete()  # the first computation must succeed
+            for symbol, state in list(self.states.items()):
+                if (
+                    boundary is not None
+                    and symbol != crossing
+                    and self._next_close[symbol] != _UNSET
+                ):
+                    self._close_until(symbol, state, boundary - 1, out)
+            new = switch.prepare(self.states, boundary, tap)
         except Exception as exc:
-            self._finish_switch(
-                f"first computation of {switch.version} failed for {symbol}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            return self.states[symbol]
-        self.states[symbol] = new
-        self.versions[symbol] = switch.version
-        if all(v == switch.version for v in self.versions.values()):
-            self._finish_switch(None)
-        return new
+            self.switch = switch
+            self._finish_switch(str(exc) if isinstance(exc, SwitchFailed) else repr(exc))
+            return
+        warm = switch.warm
+        for symbol, state in new.items():
+            if self._allowed is not None and symbol not in self._allowed:
+                continue
+            if symbol not in self.states and warm is not None:
+                # A symbol only the store knew: its boundaries and data age as warmed.
+                self._next_close[symbol] = warm._next_close[symbol]
+                if symbol in warm._last_ts:
+                    self._last_ts[symbol] = warm._last_ts[symbol]
+            self.states[symbol] = state
+            self.versions[symbol] = switch.version
+        self.switch = switch
+        self._finish_switch(None)
 
     # -- internals -----------------------------------------------------------------------------
     def _close_until(
@@ -180,7 +219,8 @@ class FeatureEngine:
                 and boundary >= switch.at_us
                 and self.versions[symbol] != switch.version
             ):
-                state = self._switch_symbol(symbol, state, boundary)
+                self._switch_all(symbol, boundary, out)
+                state = self.states[symbol]
             closing = self.clock.closing_at(boundary)
             if closing:
                 self._emit(symbol, state, boundary, closing, out)

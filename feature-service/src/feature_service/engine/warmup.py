@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from feature_service.engine.core import FeatureEngine
 from feature_service.features import orderflow, price
+from feature_service.features.library import FeaturePlan
 from feature_service.features.state import KLINE_MIN_LEN, SymbolState
 from feature_service.market.events import US_PER_S, MarketEvent, Trade
 from feature_service.windows.klines import ONE_MINUTE_US, RESYNC_CANDLES
@@ -46,6 +47,21 @@ class Lookbacks:
             book_us=(price.MID_HORIZON_S + LONGEST_RETURN_S + 2) * US_PER_S,
             trades_us=max(*price.TRADE_SPANS_US, *orderflow.TRADE_SPANS_US),
             candles_us=(KLINE_HISTORY + RESYNC_CANDLES + 2) * ONE_MINUTE_US,
+        )
+
+    @classmethod
+    def for_plan(cls, plan: FeaturePlan) -> Lookbacks:
+        """What ``plan`` reads: a version adding ``vwap_300s`` or a longer volatility horizon
+        needs more trades or mids than the bundled one, and warms from that much. Normalised
+        features also need their window of 1 s closes, computed from an exact state."""
+        req = plan.requirements
+        book_s = req.mid_horizon_s + max(req.mid_return_spans_s, default=0) + 2
+        norm_s = max((n.lookback_s for n in plan.normalization.values()), default=0)
+        kline_len = max(KLINE_HISTORY, req.kline_len + 1)
+        return cls(
+            book_us=(book_s + norm_s) * US_PER_S,
+            trades_us=max(req.trade_spans_us, default=US_PER_S) + norm_s * US_PER_S,
+            candles_us=(kline_len + RESYNC_CANDLES + 2) * ONE_MINUTE_US,
         )
 
     def starts(self, t_us: int) -> tuple[int, int, int]:

@@ -107,7 +107,9 @@ class Normalizer:
             out.null(self._out, out.reasons.get(self.name, "no_data"))
             return
         x = float(raw)
-        values = [v for _, v in samples]
+        # Only earlier closes: computing the same close again (the check before a registry
+        # switch) gives the same value and records nothing more.
+        values = [v for ts, v in samples if ts < t]
         if len(values) < 2:
             out.null(self._out, "warming_up")
         elif self.spec.method == "z_score":

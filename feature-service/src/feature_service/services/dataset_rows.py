@@ -27,6 +27,7 @@ from feature_service.datasets import DatasetBuildRequest, Period
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.offline import vector_schema, vectors_to_table
 from feature_service.engine.vector import FeatureVector
+from feature_service.engine.warmup import Lookbacks
 from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
@@ -123,6 +124,7 @@ def spill_rows(
         window.start_us,
         engine=FeatureEngine(intervals_s=sorted(intervals), plan=plan),
         boundary=boundary,
+        lookbacks=Lookbacks.for_plan(plan),
     )
     schema = vector_schema(plan).append(pa.field(REFERENCE_PRICE, pa.float64()))
     watched = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)]

@@ -1,9 +1,16 @@
 """Applying a registry version to the running service without a restart, and counting usage.
 
-``HotReload.apply`` schedules the live engine's switch at the next interval boundary and waits
-for its first computation with the new plan (``engine.switch``); only then do new dataset builds
-and the vector archive use the new version. A failure, or no boundary within the timeout, keeps
-the previous version and returns the reason.
+``HotReload.apply`` first warms an engine running the new plan from the raw store as of now
+(``services/plan_warmup.py``; the live engine records what it applies meanwhile, ``tap``), then
+schedules the live engine's switch at the next interval boundary, where every symbol takes its
+warmed state at once (``engine.switch``), and waits for it; only then do new dataset builds and
+the vector archive use the new version. So the vectors after a reload equal an offline rebuild
+with the new version. A failure -- warming or the first computation, for any symbol -- or no
+boundary within the timeout keeps the previous version for every symbol and returns the reason.
+
+Without a raw store to warm from (the store disabled, warm start off, or the embedded demo,
+whose stored data of earlier runs is not this run's past) the new states are migrated from the
+old ones (``features.migrate``), as the identity check then assumes too.
 
 ``ComputationUsage`` counts the vectors each version computed in hourly buckets, so the usage
 route can say how many computations referenced a version in the last 24 h.
@@ -16,9 +23,12 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
+from feature_service.features.library import FeaturePlan
 from feature_service.logging import get_logger
 from feature_service.registry.loader import Registry
+from feature_service.services.plan_warmup import WarmupFailed, catch_up, warm_plan_engine
 
 if TYPE_CHECKING:
     from feature_service.services.runtime import Runtime
@@ -51,6 +61,10 @@ class HotReload:
         self.rt = runtime
         step_s = min(runtime.settings.intervals)
         self.timeout_s = timeout_s if timeout_s is not None else 10.0 + 2 * step_s
+        s = runtime.settings
+        # The same condition as the identity check's warm start (cli validate-identity).
+        self.warm_from_store = s.raw_store_enabled and s.warm_start and not runtime.embedded
+        self._lock = asyncio.Lock()
 
     def load(self, registry: Registry) -> None:
         """Use ``registry`` from the start (before any state exists)."""
@@ -69,10 +83,52 @@ class HotReload:
 
     async def apply(self, registry: Registry) -> str | None:
         """Switch the live engine (and then new builds) to ``registry``; the failure, or None."""
+        async with self._lock:
+            return await self._apply(registry)
+
+    async def _warm(self, plan: FeaturePlan, version: str) -> FeatureEngine:
+        """An engine running ``plan`` at the live engine's state, less the events in its tap."""
+        rt, s = self.rt, self.rt.settings
+        engine = rt.engine
+        engine.tap = []
+        # Receive stamps never go back: every event applied before this moment has a receive
+        # time below t0 and is in the store once flushed; every later one is in the tap.
+        t0 = rt.live.boundary.stamp(rt.live.clock.now_us()) + 1
+        try:
+            await rt.raw_writer.flush()
+            symbols = set(s.symbols or ()) | set(engine.states)
+            warm = await asyncio.to_thread(
+                warm_plan_engine,
+                s.raw_dir,
+                symbols,
+                t0,
+                plan,
+                version,
+                intervals_s=s.intervals,
+                stale_after_s=s.stale_after_s,
+                latency_warning_ms=s.latency_warning_ms,
+            )
+            # Catch up here (synchronously: nothing is applied meanwhile), so the switch itself
+            # has at most one interval of events to apply.
+            catch_up(warm, engine.tap, version)
+        except BaseException:
+            engine.tap = None
+            raise
+        return warm
+
+    async def _apply(self, registry: Registry) -> str | None:
         plan = registry.plan
         if plan is None:
             return "invalid registry: " + "; ".join(registry.errors)
         engine = self.rt.engine
+        warm = None
+        if self.warm_from_store:
+            try:
+                warm = await self._warm(plan, registry.version)
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, WarmupFailed) else f"warm-up failed: {exc!r}"
+                log.error("registry_switch_failed", version=registry.version, error=error)
+                return error
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[str | None] = loop.create_future()
 
@@ -83,10 +139,13 @@ class HotReload:
         # The archive must know the new columns before the first new vector reaches it.
         self.rt.archive.plans[registry.version] = plan
         try:
-            at = engine.schedule_switch(plan, registry.version, self.rt.live.clock.now_us(), done)
+            at = engine.schedule_switch(
+                plan, registry.version, self.rt.live.clock.now_us(), done, warm=warm
+            )
         except RuntimeError as exc:
+            engine.tap = None
             return str(exc)
-        log.info("registry_switch_scheduled", version=registry.version, at_us=at)
+        log.info("registry_switch_scheduled", version=registry.version, at_us=at, warm=bool(warm))
         try:
             error = await asyncio.wait_for(asyncio.shield(outcome), self.timeout_s)
         except TimeoutError:

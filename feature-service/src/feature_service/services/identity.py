@@ -20,10 +20,12 @@ from typing import Any
 from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.vectorstore import read_archived
 from feature_service.engine.core import FeatureEngine
+from feature_service.engine.warmup import Lookbacks
 from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.ingest.replay import stored_events
+from feature_service.services.plan_warmup import warm_plan_engine
 from feature_service.services.state_asof import state_as_of
 
 
@@ -82,7 +84,8 @@ def validate_identity(
     """``plans`` maps registry versions to their plans (default: the bundled one). Each live
     vector is checked against its own version: where the archive shows the version changing at
     a boundary, the offline engine switches to that version's plan at the same boundary, exactly
-    as the live engine did."""
+    as the live engine did (warmed from the store as of that boundary with ``warm_start``, as
+    hot reload does then; else migrated from the old state)."""
     plans = plans or {BUNDLED_PLAN.version: BUNDLED_PLAN}
     report = IdentityReport(symbol, interval_s)
     live = read_archived(vectors_root, symbol, interval_s, start_us, end_us)
@@ -113,7 +116,12 @@ def validate_identity(
         if warm_start:
             # The live session started from state as of its start (warm start): so does this.
             engine, _ = state_as_of(
-                raw_root, [symbol], session_start, engine=engine, boundary=boundary
+                raw_root,
+                [symbol],
+                session_start,
+                engine=engine,
+                boundary=boundary,
+                lookbacks=Lookbacks.for_plan(engine.plan),
             )
         pending = changes[1:]
         offline: dict[int, dict[str, float | int | None]] = {}
@@ -129,7 +137,16 @@ def validate_identity(
                 and (engine.states or event.receive_ts >= pending[0][0])
             ):
                 at, version = pending.pop(0)
-                engine.schedule_switch(plans[version], version, at)
+                # Live warmed the new version from the store (services/hot_reload.py): as of
+                # the switch, that is the store's state with the new plan.
+                warm = (
+                    warm_plan_engine(
+                        raw_root, [symbol], at, plans[version], version, intervals_s=intervals_s
+                    )
+                    if warm_start
+                    else None
+                )
+                engine.schedule_switch(plans[version], version, at, warm=warm)
             _take(engine.process(event), interval_s, offline)
         _take(engine.advance_to(last), interval_s, offline)
         for t, version, (_, row) in zip(stamps.tolist(), versions, rows.iterrows(), strict=True):

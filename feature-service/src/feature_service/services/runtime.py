@@ -406,10 +406,17 @@ class Runtime:
             # The embedded demo replays a recording shifted to the wall clock: stored data of an
             # earlier demo run is not this run's past.
             return t0
+        from feature_service.engine.warmup import Lookbacks
         from feature_service.services.state_asof import state_as_of
 
         _, report = await asyncio.to_thread(
-            state_as_of, s.raw_dir, s.symbols, t0, engine=self.engine, boundary=self.live.boundary
+            state_as_of,
+            s.raw_dir,
+            s.symbols,
+            t0,
+            engine=self.engine,
+            boundary=self.live.boundary,
+            lookbacks=Lookbacks.for_plan(self.engine.plan),
         )
         self.warm_report = report.as_dict()
         log.info("warm_start_done", **self.warm_report)

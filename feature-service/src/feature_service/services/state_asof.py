@@ -40,6 +40,8 @@ from feature_service.book.checkpoint import BookCheckpoint, restore_book
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
 from feature_service.engine.warmup import Lookbacks, Warmup
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.logging import get_logger
 from feature_service.market.events import US_PER_S, MarketEvent
@@ -224,17 +226,20 @@ def rebuild_period(
     end_us: int,
     *,
     intervals_s: Iterable[int] = (1, 3, 15, 60),
+    plan: FeaturePlan | None = None,
 ) -> list[FeatureVector]:
-    """Every vector with a close time in ``[start_us, end_us)``, rebuilt from the raw store:
-    state as of ``start_us``, then the stored events of the period, then the boundaries the
-    live timer would close before ``end_us``."""
+    """Every vector with a close time in ``[start_us, end_us)``, rebuilt from the raw store
+    (with ``plan``, default the bundled one): state as of ``start_us``, then the stored events
+    of the period, then the boundaries the live timer would close before ``end_us``."""
     boundary = IngestBoundary()
+    plan = plan or BUNDLED_PLAN
     engine, _ = state_as_of(
         raw_root,
         [symbol],
         start_us,
-        engine=FeatureEngine(intervals_s=intervals_s),
+        engine=FeatureEngine(intervals_s=intervals_s, plan=plan),
         boundary=boundary,
+        lookbacks=Lookbacks.for_plan(plan),
     )
     out: list[FeatureVector] = []
     reader = RawReader(Path(raw_root))
