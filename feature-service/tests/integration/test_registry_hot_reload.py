@@ -27,6 +27,7 @@ from feature_service.market.events import Kline, MarketEvent, event_type_of
 from feature_service.market.recording import event_to_envelope
 from feature_service.services.identity import validate_identity
 from feature_service.services.runtime import Runtime
+from feature_service.services.state_asof import rebuild_period
 from tests.fixtures.broker import Broker
 from tests.fixtures.bus import rabbitmq_url
 from tests.fixtures.market_messages import recent, shift_to_now
@@ -160,7 +161,21 @@ async def test_activation_while_messages_flow_switches_at_one_boundary(
         assert set(m["features"]) | set(m["null_reasons"]) == set(names)
     assert any(m["timestamp_us"] < switch_at for m in live)
     after = [m for m in live if m["timestamp_us"] >= switch_at and m["interval"] == "1s"]
-    assert after and after[0]["features"]["rsi_7"] is not None  # warmed from the held candles
+    assert after and after[0]["features"]["rsi_7"] is not None  # warmed from the raw store
+    # The new variants right after activation equal an offline rebuild with the new version.
+    plan_2 = FeaturePlan.from_names(NEW_NAMES, "2.0.0")
+    rebuilt = {
+        v.timestamp: v
+        for v in rebuild_period(
+            tmp_path / "raw", "BTCUSDT", switch_at, switch_at + 5_000_000, plan=plan_2
+        )
+        if v.interval_s == 1
+    }
+    assert len(rebuilt) == 5
+    for m in after[:5]:
+        ref = rebuilt[m["timestamp_us"]]
+        for name in ("vwap_30s", "rsi_7"):
+            assert m["features"].get(name) == ref.features[name], (m["timestamp_us"], name)
 
     plans = {"1.1.0": BUNDLED_PLAN, "2.0.0": FeaturePlan.from_names(NEW_NAMES, "2.0.0")}
     for interval_s in (1, 3):
