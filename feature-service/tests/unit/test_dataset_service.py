@@ -13,7 +13,7 @@ import pytest
 
 from feature_service.adapters.metadata import SqliteMetadataStore
 from feature_service.datasets import DatasetBuildRequest
-from feature_service.registry.loader import load_registry
+from feature_service.registry.loader import load_registry, validate_config
 from feature_service.services import datasets as datasets_module
 from feature_service.services.dataset_builder import BuildFailed, BuildResult
 from feature_service.services.datasets import DatasetRequestError, DatasetService
@@ -47,12 +47,14 @@ class FakeBuilds:
         self.started: list[str] = []
         self.release: dict[str, threading.Event] = {}
         self.fail: set[str] = set()
+        self.registries: list[Any] = []
 
     def __call__(
         self, req: DatasetBuildRequest, registry: Any, raw: Path, out: Path, **kw: Any
     ) -> BuildResult:
         key = out.name
         self.started.append(key)
+        self.registries.append(registry)
         kw["progress"]({"stage": "replay", "fraction": 0.5, "rows": 1, "elapsed_s": 0.1})
         self.release.setdefault(key, threading.Event()).wait(10)
         if key in self.fail:
@@ -167,8 +169,37 @@ async def test_invalid_requests_are_refused_with_reasons(service) -> None:  # ty
     bad = _request(0).model_copy(update={"feature_registry_version": "0.0.1"})
     with pytest.raises(DatasetRequestError) as info:
         await svc.submit(bad)
-    assert any("does not match" in p for p in info.value.problems)
+    assert any("'0.0.1' is not a stored registry version" in p for p in info.value.problems)
     assert await store.list_datasets() == []
+
+
+async def test_a_build_uses_the_registry_version_it_names(service) -> None:  # type: ignore[no-untyped-def]
+    """Any stored version, not only the active one; the record says which, and the build
+    computes that version even if another is active by the time it runs."""
+    svc, fake, store = service
+    other = validate_config({"version": "2.0.0", "features": [{"name": "vwap_30s"}]})
+
+    async def versions(version: str) -> Any:
+        return other if version == "2.0.0" else None
+
+    svc.versions = versions
+    req = _request(0).model_copy(
+        update={"feature_registry_version": "2.0.0", "features": ["vwap_30s"]}
+    )
+    first = await svc.submit(req)
+    # vwap_30s is not in 1.1.0: the request is checked against the version it names
+    wrong = req.model_copy(update={"feature_registry_version": "1.1.0"})
+    with pytest.raises(DatasetRequestError, match="unknown features"):
+        await svc.submit(wrong)
+    active = await svc.submit(_request(1).model_copy(update={"feature_registry_version": "active"}))
+    await _until(lambda: fake.started == [str(first.id)])
+    fake.finish(str(first.id))
+    await _until(lambda: len(fake.started) == 2)
+    fake.finish(str(active.id))
+    await _wait_status(store, active.id, "ready")
+    assert [r.version for r in fake.registries] == ["2.0.0", "1.1.0"]
+    assert (await store.get_dataset(first.id)).feature_registry_version == "2.0.0"
+    assert (await store.get_dataset(active.id)).feature_registry_version == "1.1.0"
 
 
 async def test_a_restart_resumes_unfinished_builds(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,7 +86,9 @@ class DatasetService:
         self.max_period_days = max_period_days
         self._running: dict[uuid.UUID, BuildProcess] = {}
         self.store = store
-        self.registry = registry
+        self.registry = registry  # the active version (hot reload replaces it)
+        # Another stored version by name (RegistryService.registry_for); None: only the active.
+        self.versions: Callable[[str], Awaitable[Registry | None]] | None = None
         self.raw_root = raw_root
         self.datasets_dir = datasets_dir
         self.bus = bus
@@ -140,9 +142,19 @@ class DatasetService:
         self._workers.clear()
 
     # -- requests ------------------------------------------------------------------------------
+    async def registry_for(self, version: str) -> Registry | None:
+        """The registry a build with ``feature_registry_version`` = ``version`` computes."""
+        if version == self.registry.version:
+            return self.registry
+        return None if self.versions is None else await self.versions(version)
+
     async def submit(self, req: DatasetBuildRequest) -> DatasetRecord:
         req = with_concrete_version(req, self.registry.version)
-        problems = validate_request(req, self.registry)
+        registry = await self.registry_for(req.feature_registry_version)
+        if registry is None:
+            stored = f"{req.feature_registry_version!r} is not a stored registry version"
+            raise DatasetRequestError([f"feature_registry_version {stored}"])
+        problems = validate_request(req, registry)
         if not problems:
             # With a backfill configured, missing data is fetched before the build.
             problems += await self._bounds_problems(req, check_data=self.backfill is None)
@@ -279,6 +291,11 @@ class DatasetService:
         if self.observer is not None:
             self.observer.build_started(rec, trace)
         out_dir = self.dataset_dir(dataset_id)
+        # The version the request named (recorded concrete), whatever is active by now.
+        registry = await self.registry_for(req.feature_registry_version)
+        if registry is None:
+            await self._fail(dataset_id, f"registry version {req.feature_registry_version} is gone")
+            return
         await self.store.update_dataset(
             dataset_id, status="building", storage_path=str(out_dir), progress={"stage": "start"}
         )
@@ -287,11 +304,9 @@ class DatasetService:
             from feature_service.services.backfill_auto import backfill_before_build
 
             await backfill_before_build(
-                self.backfill, req, self.registry, lambda p: self._on_progress(dataset_id, p)
+                self.backfill, req, registry, lambda p: self._on_progress(dataset_id, p)
             )
-        process = self._build_runner(
-            req.model_dump(mode="json"), self.registry, self.raw_root, out_dir
-        )
+        process = self._build_runner(req.model_dump(mode="json"), registry, self.raw_root, out_dir)
         self._running[dataset_id] = process
         try:
             result = await process.run(lambda p: self._on_progress(dataset_id, p))

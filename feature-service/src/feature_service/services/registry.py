@@ -131,6 +131,13 @@ class RegistryService:
             retention_days=self.retention_days,
         )
 
+    async def registry_for(self, version: str) -> Registry | None:
+        """A stored version's registry (what a dataset build with that version computes)."""
+        if self.active is not None and version == self.active.version:
+            return self.active
+        record = await self.store.get_registry_version(version)
+        return None if record is None else self._registry_of(record)
+
     def file_modified(self, record: RegistryVersionRecord) -> bool | None:
         """True when the file no longer has the hash recorded (edited by hand); None if gone."""
         data = _read(record.file_path)

@@ -163,6 +163,7 @@ class Runtime:
             retention_days=settings.retention_days,
             apply=self.hot_reload.apply,
         )
+        self.datasets.versions = self.registry_service.registry_for  # builds with any version
         self.replay: ReplaySource | None = None
         self.live_queue: LiveQueueOutcome | None = None
         self.subscriptions: Any = None
