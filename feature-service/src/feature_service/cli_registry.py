@@ -2,8 +2,10 @@
 
 ``list``, ``show``, ``validate`` and ``create`` work on the versions folder and the metadata
 database directly (the service's settings). ``activate`` and ``rollback`` go through the running
-service's API when ``--url`` is given (hot switch, automatic rollback); without it they change
-the database only, and the service applies the active version at its next start.
+service's API (hot switch, automatic rollback): ``--url``, else the service the settings
+describe (``http://HOST:PORT``). Only when no service answers there, or with ``--db-only``, do
+they change the database alone, and say so: the running service keeps computing the previous
+version until ``registry reload`` (``POST /feature-registry/reload``) or its next start.
 """
 
 from __future__ import annotations
@@ -26,9 +28,17 @@ app = typer.Typer(
 T = TypeVar("T")
 
 Url = Annotated[
-    str | None, typer.Option("--url", help="The running service, e.g. http://127.0.0.1:4500")
+    str | None,
+    typer.Option("--url", help="The running service (default http://HOST:PORT of the settings)"),
 ]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="FEATURE_SERVICE_API_KEY")]
+DbOnly = Annotated[
+    bool, typer.Option("--db-only", help="Change the database only, not the running service")
+]
+DB_ONLY_NOTE = (
+    "changed in the database only: a running service keeps computing its current version until "
+    "`feature-service registry reload` (POST /feature-registry/reload) or its next start"
+)
 
 
 def _run(work: Callable[[Any], Awaitable[T]]) -> T:
@@ -170,15 +180,30 @@ def create(
         _fail(exc)
 
 
-def _api(url: str, key: str | None, path: str, body: dict[str, Any]) -> None:
+def _api(url: str | None, key: str | None, path: str, body: dict[str, Any] | None) -> bool:
+    """POST to the running service; False when none answers (only without an explicit URL)."""
     import httpx
 
-    response = httpx.post(
-        url.rstrip("/") + path, json=body, headers={"X-API-Key": key or ""}, timeout=60
-    )
+    from feature_service.config import load_settings
+
+    explicit = url is not None
+    if url is None or key is None:
+        settings = load_settings()
+        url = url or f"http://{settings.host}:{settings.port}"
+        key = key or (settings.api_keys[0] if settings.api_keys else "")
+    try:
+        response = httpx.post(
+            url.rstrip("/") + path, json=body, headers={"X-API-Key": key}, timeout=120
+        )
+    except httpx.ConnectError as exc:
+        if explicit:
+            _fail(exc)
+        typer.echo(f"no service answers at {url}", err=True)
+        return False
     _echo(response.json())
     if response.status_code >= 400:
         raise typer.Exit(1)
+    return True
 
 
 @app.command()
@@ -189,15 +214,16 @@ def activate(
     acknowledge: Annotated[bool, typer.Option("--acknowledge-breaking-changes")] = False,
     url: Url = None,
     api_key: ApiKey = None,
+    db_only: DbOnly = False,
 ) -> None:
-    """Activate a version (through the service with --url: hot switch, rollback on failure)."""
+    """Activate a version through the running service (hot switch, rollback on failure); in
+    the database only with --db-only or when no service answers (it says so)."""
     body = {
         "activation_reason": reason,
         "created_by": by,
         "acknowledge_breaking_changes": acknowledge,
     }
-    if url:
-        _api(url, api_key, f"/feature-registry/versions/{version}/activate", body)
+    if not db_only and _api(url, api_key, f"/feature-registry/versions/{version}/activate", body):
         return
     from feature_service.services.registry import RegistryError
 
@@ -210,7 +236,7 @@ def activate(
             "previous_version": done.previous_version,
             "compatibility_warnings": done.compatibility_warnings,
             "breaking_changes": done.breaking_changes,
-            "note": "applied by the service at its next start (use --url to switch live)",
+            "note": DB_ONLY_NOTE,
         }
 
     try:
@@ -224,17 +250,27 @@ def rollback(
     reason: Annotated[str | None, typer.Option("--reason")] = None,
     url: Url = None,
     api_key: ApiKey = None,
+    db_only: DbOnly = False,
 ) -> None:
-    """Go back to the previously active version."""
-    if url:
-        _api(url, api_key, "/feature-registry/rollback", {"rollback_reason": reason})
+    """Go back to the previously active version (through the running service, as activate)."""
+    if not db_only and _api(
+        url, api_key, "/feature-registry/rollback", {"rollback_reason": reason}
+    ):
         return
     from feature_service.services.registry import RegistryError
 
     async def work(service: Any) -> dict[str, Any]:
-        return await service.rollback(reason, by="cli")
+        return {**await service.rollback(reason, by="cli"), "note": DB_ONLY_NOTE}
 
     try:
         _echo(_run(work))
     except RegistryError as exc:
         _fail(exc)
+
+
+@app.command()
+def reload(url: Url = None, api_key: ApiKey = None) -> None:
+    """Make the running service apply the database's active version (one activated with
+    --db-only) and re-read its file."""
+    if not _api(url, api_key, "/feature-registry/reload", None):
+        raise typer.Exit(1)

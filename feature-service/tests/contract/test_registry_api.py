@@ -263,6 +263,43 @@ def test_reload_applies_an_edited_active_file(app_factory: Any) -> None:
     assert validated["is_valid"] is False and validated["warnings"]
 
 
+def test_reload_picks_up_a_version_activated_in_the_database(app_factory: Any) -> None:
+    """``registry activate --db-only`` changes the database only; the running service applies
+    it on reload (hot switch), or puts the database back when applying it fails."""
+    client = app_factory()
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for version in ("2.0.0", "3.0.0"):
+        made = client.post(
+            "/feature-registry/versions",
+            headers=H,
+            json={"version": version, "config": _config(version, NEW_NAMES)},
+        )
+        assert made.status_code == 201, made.text
+    client.portal.call(runtime.store.activate_registry_version, "2.0.0", "cli", "db only")  # type: ignore[union-attr]
+    assert runtime.engine.plan.names == tuple(FEATURE_NAMES)  # not applied by itself
+    reloaded = client.post("/feature-registry/reload", headers=H)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["version"] == "2.0.0"
+    assert runtime.engine.plan.names == tuple(NEW_NAMES)
+    assert runtime.registry.version == runtime.datasets.registry.version == "2.0.0"
+    audit = client.get("/feature-registry/versions/2.0.0", headers=H).json()["audit"]
+    assert [a["action"] for a in audit] == ["create", "activate"]
+
+    async def failing(_registry: Any) -> str:
+        return "first computation of 3.0.0 failed for BTCUSDT: boom"
+
+    runtime.registry_service.apply = failing
+    client.portal.call(runtime.store.activate_registry_version, "3.0.0", "cli", "db only")  # type: ignore[union-attr]
+    refused = client.post("/feature-registry/reload", headers=H)
+    assert refused.status_code == 400
+    assert "boom" in refused.json()["message"] and "2.0.0 stays active" in refused.json()["message"]
+    current = client.get("/feature-registry/versions/2.0.0", headers=H).json()
+    assert current["is_active"] is True and current["previous_version"] == "1.1.0"
+    assert runtime.engine.plan.names == tuple(NEW_NAMES)
+    audit = client.get("/feature-registry/versions/3.0.0", headers=H).json()["audit"]
+    assert [a["action"] for a in audit] == ["create", "activation_failed"]
+
+
 def test_restart_loads_the_active_version_from_the_store(app_factory: Any) -> None:
     client = app_factory()
     client.post(

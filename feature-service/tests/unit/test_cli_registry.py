@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,11 @@ from feature_service.cli import app
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FEATURE_SERVICE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("FEATURE_SERVICE_DATABASE_URL", raising=False)
+    # No service answers where the settings say it runs: activate falls back to the database.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("FEATURE_SERVICE_PORT", str(port))
     return tmp_path
 
 
@@ -50,10 +57,28 @@ def test_create_list_activate_show_rollback(env: Path, tmp_path: Path) -> None:
     assert code == 1  # dropping 47 features is breaking
     code, out = _run("activate", "2.0.0", "--acknowledge-breaking-changes", "--reason", "smaller")
     assert code == 0, out
-    assert json.loads(out)["previous_version"] == "1.1.0"
+    done = json.loads(out)
+    assert done["previous_version"] == "1.1.0"
+    # said plainly: the running service does not compute it until a reload
+    assert "database only" in done["note"] and "registry reload" in done["note"]
     code, out = _run("show", "2.0.0")
     shown = json.loads(out)
     assert shown["is_active"] is True and [a[1] for a in shown["audit"]] == ["create", "activate"]
     code, out = _run("rollback", "--reason", "back")
     assert code == 0 and json.loads(out)["rolled_back_to"] == "1.1.0"
     assert _run("show", "9.9.9")[0] == 1
+
+
+def test_an_explicit_url_that_does_not_answer_changes_nothing(env: Path, tmp_path: Path) -> None:
+    source = tmp_path / "v2.yaml"
+    source.write_text(yaml.safe_dump({"version": "2.0.0", "features": [{"name": "mid_price"}]}))
+    assert _run("create", str(source))[0] == 0
+    port = os.environ["FEATURE_SERVICE_PORT"]
+    args = ("--acknowledge-breaking-changes", "--url", f"http://127.0.0.1:{port}")
+    assert _run("activate", "2.0.0", *args)[0] == 1
+    out = _run("list")[1]
+    assert [(v["version"], v["is_active"]) for v in json.loads(out)] == [
+        ("2.0.0", False),
+        ("1.1.0", True),
+    ]
+    assert _run("reload")[0] == 1  # nothing to reload without a service

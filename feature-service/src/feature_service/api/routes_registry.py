@@ -148,9 +148,15 @@ async def current(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.post("/feature-registry/reload", response_model=FeatureRegistryOut, responses=ERRORS)
 async def reload(runtime: RuntimeDep, request: Request) -> Any:
-    """Re-read the active version's file; a changed, valid file is applied without restart."""
-    rec = await _active(runtime)
+    """Apply a version activated in the database from outside (the CLI without ``--url``),
+    then re-read the active version's file; a changed, valid file is applied without restart."""
     service = runtime.registry_service
+    try:
+        await service.pick_up("api:reload")
+    except ActivationFailed as exc:  # the contract's reload answers 400 for a bad config
+        kept = exc.rollback["rolled_back_to"]
+        raise ApiError(400, f"{exc.message} (version {kept} stays active)") from exc
+    rec = await _active(runtime)
     if service.file_modified(rec):
         try:
             rec = await service.sync_file(rec.version, "api:reload")

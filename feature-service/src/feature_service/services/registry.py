@@ -297,6 +297,33 @@ class RegistryService:
         log.info("registry_activated", version=version, previous=previous, by=by, action=action)
         return Activation(version, previous, compat.warnings, compat.breaking)
 
+    async def pick_up(self, by: str | None = None) -> RegistryVersionRecord | None:
+        """Apply a version activated in the store from outside the service (the CLI without a
+        reachable service): the running version follows the store, or, if the new one fails,
+        the store goes back to the running one (ActivationFailed). None: nothing to pick up."""
+        record = await self.store.get_active_registry_version()
+        running = self.active_record
+        if record is None or running is None or record.version == running.version:
+            return None
+        version = record.version
+        registry = self._registry_of(record)
+        if not registry.is_valid:
+            failure: str | None = "validation failed: " + "; ".join(registry.errors)
+        else:
+            failure = None if self.apply is None else await self.apply(registry)
+        if failure is not None:
+            back = await self.store.activate_registry_version(
+                running.version, by, f"{version} failed: {failure}", rollback_from=version
+            )
+            back.previous_version = running.previous_version
+            self.active_record = await self.store.upsert_registry_version(back)
+            await self._failed(version, running.version, by, failure)
+            raise ActivationFailed(failure, self._rollback_body(version, running.version, failure))
+        self.active, self.active_record = registry, record
+        await self._audit(version, "activate", by, "picked up: activated outside the service")
+        log.info("registry_activated", version=version, previous=running.version, by=by)
+        return record
+
     async def rollback(self, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
         current = self.active_record
         if current is None or not current.previous_version:
