@@ -282,7 +282,7 @@ async def test_time_based_build_end_to_end(
             {"validation_period_start": (DENSE + timedelta(minutes=9)).isoformat()},
             "overlap",
         ),
-        ({"feature_registry_version": "0.9.0"}, "does not match"),
+        ({"feature_registry_version": "0.9.0"}, "is not a stored registry version"),
         (
             {
                 "train_period_start": "2024-01-01T00:00:00",
