@@ -203,6 +203,35 @@ def test_activate_needs_acknowledgement_switches_and_rolls_back(
     assert client.delete("/feature-registry/versions/2.0.0", headers=H).status_code == 400
 
 
+def test_computations_still_count_after_a_restart(
+    app_factory: Any, sample_events: list[MarketEvent]
+) -> None:
+    """The 24 h computation count is in the database (migration 027), not only in memory: a
+    restarted service still sees the version in use."""
+    client = app_factory()
+    client.post(
+        "/feature-registry/versions",
+        headers=H,
+        json={"version": "2.0.0", "config": _config("2.0.0", NEW_NAMES)},
+    )
+    activated = client.post(
+        "/feature-registry/versions/2.0.0/activate",
+        headers=H,
+        json={"acknowledge_breaking_changes": True},
+    )
+    assert activated.status_code == 200, activated.text
+    clock = StepClock()
+    _feed(client, sample_events[:2000], clock)
+    path = "/feature-registry/versions/2.0.0/usage"
+    counted = client.get(path, headers=H).json()["feature_computations_count"]
+    assert counted > 0
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    client.portal.call(runtime.usage.flush, runtime.store)  # type: ignore[union-attr]
+    again = app_factory()  # a new process on the same database
+    again.app.state.runtime.live.clock = clock  # type: ignore[attr-defined]
+    assert again.get(path, headers=H).json()["feature_computations_count"] == counted
+
+
 def test_rollback_without_previous_version_is_400(app_factory: Any) -> None:
     client = app_factory()
     assert client.post("/feature-registry/rollback", headers=H).status_code == 400

@@ -270,7 +270,7 @@ async def _usage(runtime: RuntimeDep, version: str) -> UsageOut:
     datasets = [
         d for d in await runtime.store.list_datasets() if d.feature_registry_version == version
     ]
-    computations = runtime.usage.count(version, runtime.live.clock.now_us())
+    computations = await runtime.usage.count(runtime.store, version, runtime.live.clock.now_us())
     can_delete = not rec.is_active and not datasets and computations == 0
     reasons = []
     if rec.is_active:

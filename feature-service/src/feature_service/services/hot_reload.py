@@ -1,4 +1,4 @@
-"""Applying a registry version to the running service without a restart, and counting usage.
+"""Applying a registry version to the running service without a restart.
 
 ``HotReload.apply`` first warms an engine running the new plan from the raw store as of now
 (``services/plan_warmup.py``; the live engine records what it applies meanwhile, ``tap``), then
@@ -11,20 +11,14 @@ boundary within the timeout keeps the previous version for every symbol and retu
 Without a raw store to warm from (the store disabled, warm start off, or the embedded demo,
 whose stored data of earlier runs is not this run's past) the new states are migrated from the
 old ones (``features.migrate``), as the identity check then assumes too.
-
-``ComputationUsage`` counts the vectors each version computed in hourly buckets, so the usage
-route can say how many computations referenced a version in the last 24 h.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from feature_service.engine.core import FeatureEngine
-from feature_service.engine.vector import FeatureVector
 from feature_service.features.library import FeaturePlan
 from feature_service.logging import get_logger
 from feature_service.registry.loader import Registry
@@ -34,26 +28,6 @@ if TYPE_CHECKING:
     from feature_service.services.runtime import Runtime
 
 log = get_logger(__name__)
-HOUR_US = 3_600_000_000
-
-
-class ComputationUsage:
-    def __init__(self, hours: int = 24) -> None:
-        self._hours = hours
-        self._buckets: deque[tuple[int, Counter[str]]] = deque()
-
-    def add(self, vectors: Iterable[FeatureVector]) -> None:
-        for v in vectors:
-            hour = v.timestamp // HOUR_US
-            if not self._buckets or self._buckets[-1][0] < hour:
-                self._buckets.append((hour, Counter()))
-                while len(self._buckets) > self._hours + 1:
-                    self._buckets.popleft()
-            self._buckets[-1][1][v.registry_version] += 1
-
-    def count(self, version: str, now_us: int) -> int:
-        since = now_us // HOUR_US - self._hours
-        return sum(c[version] for hour, c in self._buckets if hour > since)
 
 
 class HotReload:

@@ -39,10 +39,11 @@ from feature_service.sample.generator import default_sample_path
 from feature_service.services.backfill_jobs import build_backfill
 from feature_service.services.datasets import DatasetService
 from feature_service.services.depth_status import DepthWatch, depth_report
-from feature_service.services.hot_reload import ComputationUsage, HotReload
+from feature_service.services.hot_reload import HotReload
 from feature_service.services.live_queue import LiveQueueOutcome, ensure_live_queue
 from feature_service.services.metrics_writer import BuildObservers, MetricsWriter
 from feature_service.services.registry import RegistryService
+from feature_service.services.registry_usage import ComputationUsage
 from feature_service.services.replay import ReplaySource
 from feature_service.services.statistics import StatisticsService, run_queue_poller
 from feature_service.services.workers import RetentionWorker
@@ -208,6 +209,7 @@ class Runtime:
             await self.backfill.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
+        self._tasks.append(asyncio.create_task(self.usage.run(self.store), name="registry-usage"))
         self._tasks.append(asyncio.create_task(run_queue_poller(self), name="queue-poller"))
         if s.ws_gateway_url:
             self._start_subscriptions()

@@ -52,6 +52,7 @@ from feature_service.adapters.metadata.records import (
     quantize_rate,
     utc_now,
 )
+from feature_service.adapters.metadata.registry_usage import PostgresRegistryUsage
 from feature_service.adapters.metadata.sessions import PgMigrationSession
 
 _SCHEMA_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -118,7 +119,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-class PostgresMetadataStore(PostgresBackfillJobs):
+class PostgresMetadataStore(PostgresBackfillJobs, PostgresRegistryUsage):
     """``schema``: when given, the store creates it if needed and works only inside it (its
     sessions' ``search_path``), which is how tests isolate themselves. Otherwise the DSN's
     ``search_path`` (asyncpg passes unknown DSN query parameters as server settings) or the

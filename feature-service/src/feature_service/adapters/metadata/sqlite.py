@@ -60,6 +60,7 @@ from feature_service.adapters.metadata.records import (
     quantize_rate,
     utc_now,
 )
+from feature_service.adapters.metadata.registry_usage import SqliteRegistryUsage
 from feature_service.adapters.metadata.sessions import SqliteMigrationSession
 
 _JSON: Final = (
@@ -127,7 +128,7 @@ async def _translate_errors() -> AsyncIterator[None]:
         raise ConstraintViolation(message, constraint or None) from exc
 
 
-class SqliteMetadataStore(SqliteBackfillJobs):
+class SqliteMetadataStore(SqliteBackfillJobs, SqliteRegistryUsage):
     def __init__(self, path: Path | str, *, migrations_dir: Path | None = None) -> None:
         self._path = str(path)
         self._migrations_dir = migrations_dir
