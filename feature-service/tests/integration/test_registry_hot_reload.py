@@ -7,6 +7,7 @@ itself (409) while the stream goes on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +24,7 @@ from feature_service.features.context import ComputeContext
 from feature_service.features.family import Family
 from feature_service.features.frame import FeatureFrame
 from feature_service.features.library import FeaturePlan
+from feature_service.features.state import SymbolState
 from feature_service.market.events import Kline, MarketEvent, event_type_of
 from feature_service.market.recording import event_to_envelope
 from feature_service.services.identity import validate_identity
@@ -191,3 +193,78 @@ async def test_activation_while_messages_flow_switches_at_one_boundary(
         )
         assert report.ok, report.as_dict()
         assert report.compared == sum(1 for m in live if LABELS[m["interval"]] == interval_s)
+
+
+async def test_an_activation_failing_for_one_symbol_switches_no_symbol(
+    tmp_path: Path,
+    broker: Broker,
+    sample_events: list[MarketEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two symbols; computing the new version fails for ETHUSDT only (injected). The warm-up
+    finds it before anything switches: 409 naming the symbol, both symbols stay on 1.1.0."""
+    btc = _events(sample_events, dense_seconds=20)
+    events: list[MarketEvent] = []
+    for e in btc:
+        events += [e, dataclasses.replace(e, symbol="ETHUSDT", receive_ts=e.receive_ts + 1)]
+    shift = shift_to_now(events[-1].receive_ts)
+    await broker.declare_inputs()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        rabbitmq_url=rabbitmq_url(),
+        data_dir=tmp_path,
+        raw_flush_age_s=0.2,
+        intervals=[1, 3, 15, 60],
+        symbols=["BTCUSDT", "ETHUSDT"],
+        **broker.names.settings(),
+    )
+    compute = SymbolState.compute
+
+    def failing(self: SymbolState, t: int) -> FeatureFrame:
+        if self.symbol == "ETHUSDT" and self.plan.version == "2.0.0":
+            raise ArithmeticError("injected")
+        return compute(self, t)
+
+    monkeypatch.setattr(SymbolState, "compute", failing)
+    runtime = Runtime(settings)
+    await runtime.start()
+    app = create_app(settings, runtime)
+    app.state.runtime = runtime
+    try:
+        reader = await broker.bind_reader()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60
+        ) as http:
+            config = {"version": "2.0.0", "features": [{"name": n} for n in NEW_NAMES]}
+            made = await http.post(
+                "/feature-registry/versions", headers=H, json={"version": "2.0.0", "config": config}
+            )
+            assert made.status_code == 201, made.text
+            half = len(events) // 2
+            await _publish(broker, events[:half], 0.0, shift)
+            await wait_until(lambda: runtime.engine.events_processed >= half // 2, 60, "flow")
+            flow = asyncio.create_task(_publish(broker, events[half:], 0.001, shift))
+            failed = await http.post(
+                "/feature-registry/versions/2.0.0/activate",
+                headers=H,
+                json={"acknowledge_breaking_changes": True},
+            )
+            assert failed.status_code == 409, failed.text
+            body = failed.json()
+            assert (body["rolled_back_from"], body["rolled_back_to"]) == ("2.0.0", "1.1.0")
+            assert "ETHUSDT" in body["rollback_reason"] and "injected" in body["rollback_reason"]
+            assert (await http.get("/feature-registry", headers=H)).json()["version"] == "1.1.0"
+            await flow
+            await wait_until(
+                lambda: sum(runtime.raw_writer.stats.rows_written.values()) >= len(events),
+                60,
+                "raw storage",
+            )
+            await asyncio.sleep(1.5)
+            assert runtime.engine.versions == {"BTCUSDT": "1.1.0", "ETHUSDT": "1.1.0"}
+            assert runtime.engine.tap is None and runtime.engine.switch is None
+    finally:
+        await runtime.stop()
+    live = [orjson.loads(m.body) for m in await broker.drain(reader.name, idle_s=0.5)]
+    assert {m["symbol"] for m in live} == {"BTCUSDT", "ETHUSDT"}
+    assert {m["feature_registry_version"] for m in live} == {"1.1.0"}
