@@ -46,6 +46,7 @@ async def _run(
         BackfillRequestError,
         build_backfill,
     )
+    from feature_service.services.quality_precompute import describe, summarising
 
     settings = load_settings()
     configure_logging("WARNING", settings.log_format)
@@ -87,9 +88,13 @@ async def _run(
                     shown = done
 
             jobs.on_progress = progress
-            result = await jobs.run_job(job.id)
+            # The days it stores into get their quality summaries when it is done.
+            with summarising(settings) as sessions:
+                result = await jobs.run_job(job.id)
         assert result is not None
         typer.echo(f"\n{result.status}: job {result.id}, {len(result.completed_days)} day(s) done")
+        if sessions:
+            typer.echo(describe(sessions))
         for failed in result.failed_days:
             typer.echo(f"failed: {failed['data_type']} {failed['day']}: {failed.get('problems')}")
         if result.error_message:

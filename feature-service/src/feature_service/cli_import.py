@@ -42,24 +42,30 @@ def bybit_trades(
 ) -> None:
     """Daily trade archives: derivatives {SYMBOL}{DATE}.csv.gz, spot {SYMBOL}_{DATE}.csv.gz."""
     from feature_service.services.archive_import import import_trade_files
+    from feature_service.services.quality_precompute import describe, summarising
 
     settings = load_settings()
     total = sum(max(0, _count_lines(f) - 1) for f in files)
-    with typer.progressbar(length=max(1, total), label="import trades") as bar:
-        summary = import_trade_files(
-            settings.raw_dir, list(files), symbol=symbol.upper() if symbol else None,
-            progress=bar.update,
-        )  # fmt: skip
-    typer.echo(summary.line("trades"))
+    with summarising(settings) as sessions:
+        with typer.progressbar(length=max(1, total), label="import trades") as bar:
+            summary = import_trade_files(
+                settings.raw_dir, list(files), symbol=symbol.upper() if symbol else None,
+                progress=bar.update,
+            )  # fmt: skip
+        typer.echo(summary.line("trades"))
+    typer.echo(describe(sessions))
 
 
 @app.command("bybit-orderbook")
 def bybit_orderbook(files: Files) -> None:
     """Order book archives `{DATE}_{SYMBOL}_ob{200|500}.data[.zip]` (one WS frame per line)."""
     from feature_service.services.archive_import import import_orderbook_files
+    from feature_service.services.quality_precompute import describe, summarising
 
     settings = load_settings()
     total = sum(_count_lines(f) for f in files)
-    with typer.progressbar(length=max(1, total), label="import order book") as bar:
-        summary = import_orderbook_files(settings.raw_dir, list(files), progress=bar.update)
-    typer.echo(summary.line("frames"))
+    with summarising(settings) as sessions:
+        with typer.progressbar(length=max(1, total), label="import order book") as bar:
+            summary = import_orderbook_files(settings.raw_dir, list(files), progress=bar.update)
+        typer.echo(summary.line("frames"))
+    typer.echo(describe(sessions))

@@ -242,12 +242,15 @@ def import_cmd(
     from feature_service.market.recording import RecordingError
     from feature_service.market.timeutil import format_iso_us
     from feature_service.services.importer import import_recording
+    from feature_service.services.quality_precompute import describe, summarising
 
     settings = load_settings()
     try:
-        summary = import_recording(
-            input, raw_dir, checkpoint_every_s=settings.checkpoint_interval_s, strict=strict
-        )
+        # The imported days get their quality summaries (a report need not replay them).
+        with summarising(settings, raw_dir) as sessions:
+            summary = import_recording(
+                input, raw_dir, checkpoint_every_s=settings.checkpoint_interval_s, strict=strict
+            )
     except RecordingError as error:
         typer.echo(
             f"import stopped at line {error.line_no}: {error.reason.value}: "
@@ -272,3 +275,5 @@ def import_cmd(
         )
     for error in summary.errors:
         typer.echo(error, err=True)
+    if sessions:
+        typer.echo(describe(sessions))

@@ -6,7 +6,10 @@ Layout under ``root`` (``DATA_DIR/quality``):
   its detection; an open incident has a second record when it closes);
 - ``sessions/{session}.json``: ``{"session", "start_us", "until_us"}``: the monitor saw every
   event received in ``[start_us, until_us)``, so any report inside that span can be built from
-  the summaries alone, without reading raw data.
+  the summaries alone, without reading raw data. A live session covers every symbol; a session
+  computed from the raw store (data that entered it other than live: imports, backfills) also
+  has ``"symbol"`` and ``"fingerprint"`` (the raw files it read), and covers only that symbol
+  while the raw files are still the same.
 
 Lines are appended and flushed; a torn last line (a crash mid-write) is skipped on read. The
 session file is replaced atomically (write to a temporary name, rename).
@@ -14,6 +17,7 @@ session file is replaced atomically (write to a temporary name, rename).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +38,8 @@ class Session:
     session: str
     start_us: int
     until_us: int
+    symbol: str | None = None  # None: a live session (every symbol)
+    fingerprint: str | None = None
 
     def covers(self, start_us: int, end_us: int) -> bool:
         return self.start_us <= start_us and end_us <= self.until_us
@@ -68,14 +74,32 @@ class QualityStore:
             written += len(batch)
         return written
 
-    def mark_covered(self, session: str, start_us: int, until_us: int) -> None:
+    def mark_covered(
+        self,
+        session: str,
+        start_us: int,
+        until_us: int,
+        *,
+        symbol: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
         path = self.root / "sessions" / f"{session}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(
-            orjson.dumps({"session": session, "start_us": start_us, "until_us": until_us})
-        )
+        doc: dict[str, object] = {"session": session, "start_us": start_us, "until_us": until_us}
+        if symbol is not None:
+            doc.update(symbol=symbol, fingerprint=fingerprint)
+        tmp.write_bytes(orjson.dumps(doc))
         os.replace(tmp, path)
+
+    def remove(self, session: str) -> None:
+        """Forget a session: its coverage first (so no reader trusts half its files), then
+        its summary files."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "sessions" / f"{session}.json").unlink()
+        for path in self.root.glob(f"*/*/{session}.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     # -- reading -------------------------------------------------------------------------------
     def sessions(self) -> list[Session]:
@@ -86,15 +110,27 @@ class QualityStore:
         for path in sorted(folder.glob("*.json")):
             try:
                 data = orjson.loads(path.read_bytes())
-                out.append(Session(data["session"], int(data["start_us"]), int(data["until_us"])))
+                out.append(
+                    Session(
+                        data["session"],
+                        int(data["start_us"]),
+                        int(data["until_us"]),
+                        data.get("symbol"),
+                        data.get("fingerprint"),
+                    )
+                )
             except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("quality_session_unreadable", path=str(path))
         return out
 
     def covering(self, start_us: int, end_us: int) -> Session | None:
-        """The session whose summaries cover ``[start_us, end_us)``, latest first."""
-        found = [s for s in self.sessions() if s.covers(start_us, end_us)]
+        """The live session whose summaries cover ``[start_us, end_us)``, latest first."""
+        found = [s for s in self.sessions() if s.symbol is None and s.covers(start_us, end_us)]
         return max(found, key=lambda s: s.start_us) if found else None
+
+    def raw_sessions(self, symbol: str) -> list[Session]:
+        """The sessions computed from the raw store for ``symbol``, in start order."""
+        return sorted((s for s in self.sessions() if s.symbol == symbol), key=lambda s: s.start_us)
 
     def read(
         self, session: str, symbol: str, start_us: int, end_us: int

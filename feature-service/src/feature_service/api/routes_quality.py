@@ -45,7 +45,7 @@ class DataQualityReportOut(BaseModel):
     messages: dict[str, int] = Field(description="messages per stream in the period")
     timestamp_details: dict[str, Any] = Field(description="receive-vs-exchange skew distribution")
     desync_details: dict[str, Any]
-    source: str = Field(description="live_summaries or raw_replay")
+    source: str = Field(description="live_summaries, raw_summaries or raw_replay")
     incidents: list[IncidentOut]
 
 

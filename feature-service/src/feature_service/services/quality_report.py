@@ -1,6 +1,8 @@
 """Data quality reports of any past period: from the live monitor's precomputed summaries when
-a live session covered the period, else by replaying the stored raw data through the same
-monitor (what the live engine would have seen). Saved in ``data_quality_reports``."""
+a live session covered the period, else from the summaries computed when the data entered the
+raw store other than live (services/quality_precompute.py), else by replaying the stored raw
+data through the same monitor (what the live engine would have seen). Saved in
+``data_quality_reports``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from feature_service.adapters.metadata.base import MetadataStore
 from feature_service.adapters.metadata.records import DataQualityReportRecord
-from feature_service.adapters.qualitystore import QualityStore
+from feature_service.adapters.qualitystore import QualityStore, Session
 from feature_service.adapters.rawstore.layout import Kind
 from feature_service.book.orderbook import OrderBook
 from feature_service.logging import get_logger
@@ -90,7 +92,7 @@ def scan_raw(
 class ReportResult:
     report: QualityReport
     record: DataQualityReportRecord | None
-    source: str  # "live_summaries" | "raw_replay" | "recording"
+    source: str  # "live_summaries" | "raw_summaries" | "raw_replay" | "recording"
     elapsed_s: float
 
 
@@ -112,14 +114,29 @@ class QualityReports:
         check_period(start_us, end_us)
         start_us, end_us = snap_period(start_us, end_us)
         session = self.summaries.covering(start_us, end_us)
+        source = "live_summaries"
+        if session is None:
+            session = self._raw_summaries(symbol, start_us, end_us)
+            source = "raw_summaries"
         if session is not None:
             minutes, incidents = self.summaries.read(session.session, symbol, start_us, end_us)
-            source = "live_summaries"
         else:
             minutes, incidents = scan_raw(self.raw_dir, symbol, start_us, end_us, self.config)
             source = "raw_replay"
         report = build_report(symbol, start_us, end_us, minutes, incidents, self.config)
         return report, source
+
+    def _raw_summaries(self, symbol: str, start_us: int, end_us: int) -> Session | None:
+        """A session summarised from the raw store (services/quality_precompute.py) covering
+        the period, while the raw files it read are still exactly those."""
+        from feature_service.services.quality_precompute import fingerprint
+
+        for s in reversed(self.summaries.raw_sessions(symbol)):
+            if s.covers(start_us, end_us) and s.fingerprint == fingerprint(
+                self.raw_dir, symbol, s.start_us, s.until_us
+            ):
+                return s
+        return None
 
     async def report(self, symbol: str, start_us: int, end_us: int) -> ReportResult:
         started = time.perf_counter()
