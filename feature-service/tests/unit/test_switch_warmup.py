@@ -186,3 +186,33 @@ def test_a_warm_up_failing_for_one_symbol_names_it(
     plan = FeaturePlan.from_names(NEW, "2.0.0")
     with pytest.raises(WarmupFailed, match=r"ETHUSDT.*injected"):
         warm_plan_engine(tmp_path, ["BTCUSDT", "ETHUSDT"], events[-1].receive_ts, plan, "2.0.0")
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_switch_reached_by_the_timer_moves_every_symbol(
+    sample_events: list[MarketEvent], tmp_path: Path, warm: bool
+) -> None:
+    """The live timer (``advance_to``) may be what reaches the boundary: every symbol's vector
+    there is computed by its new state, under the new version's names."""
+    events = _two_symbols(sample_events)
+    plan = FeaturePlan.from_names(NEW, "2.0.0")
+    engine = FeatureEngine(intervals_s=INTERVALS)
+    half = len(events) // 2
+    for e in events[:half]:
+        engine.process(e)
+    warmed = None
+    if warm:
+        RawWriterSync(tmp_path, first_seq=0).write_events(events[:half])
+        t0 = events[half - 1].receive_ts + 1
+        warmed = warm_plan_engine(
+            tmp_path, ["BTCUSDT", "ETHUSDT"], t0, plan, "2.0.0", intervals_s=INTERVALS
+        )
+        engine.tap = []
+    at = engine.schedule_switch(plan, "2.0.0", events[half].receive_ts, warm=warmed)
+    quiet = engine.advance_to(at + 3 * S)  # no event: the timer closes the boundaries
+    assert engine.registry_version == "2.0.0"
+    assert {v.symbol for v in quiet if v.timestamp >= at} == {"BTCUSDT", "ETHUSDT"}
+    for v in quiet:
+        version = "2.0.0" if v.timestamp >= at else "1.1.0"
+        assert v.registry_version == version, (v.symbol, v.timestamp)
+        assert list(v.features) == (NEW if version == "2.0.0" else list(FEATURE_NAMES))

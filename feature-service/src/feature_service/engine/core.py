@@ -110,9 +110,10 @@ class FeatureEngine:
     def advance_to(self, t: int) -> list[FeatureVector]:
         """Close boundaries <= t for every symbol (the live timer in quiet periods)."""
         out: list[FeatureVector] = []
-        for symbol, state in list(self.states.items()):
+        for symbol in list(self.states):
+            # Looked up each time: a registry switch on the way replaces every symbol's state.
             if t >= self._next_close[symbol]:
-                self._close_until(symbol, state, t, out)
+                self._close_until(symbol, self.states[symbol], t, out)
         return out
 
     def schedule_switch(
