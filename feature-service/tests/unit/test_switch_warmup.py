@@ -13,6 +13,7 @@ from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.rawstore.writer import RawWriterSync
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
+from feature_service.engine.warmup import Lookbacks
 from feature_service.features.catalog import FEATURE_NAMES
 from feature_service.features.library import FeaturePlan
 from feature_service.features.state import SymbolState
@@ -216,3 +217,10 @@ def test_a_switch_reached_by_the_timer_moves_every_symbol(
         version = "2.0.0" if v.timestamp >= at else "1.1.0"
         assert v.registry_version == version, (v.symbol, v.timestamp)
         assert list(v.features) == (NEW if version == "2.0.0" else list(FEATURE_NAMES))
+
+
+def test_lookbacks_come_from_the_plan() -> None:
+    bundled = FeaturePlan.from_names(FEATURE_NAMES)
+    assert Lookbacks.for_plan(bundled) == Lookbacks.default()
+    longer = Lookbacks.for_plan(FeaturePlan.from_names([*FEATURE_NAMES, "vwap_5m"]))
+    assert longer.trades_us == 300 * S and longer.book_us == Lookbacks.default().book_us
