@@ -66,8 +66,10 @@ class HotReload:
         engine = rt.engine
         engine.tap = []
         # Receive stamps never go back: every event applied before this moment has a receive
-        # time below t0 and is in the store once flushed; every later one is in the tap.
+        # time below t0 and is in the store once flushed; every later one is stamped t0 or
+        # later (the floor is raised to t0, even if the clock steps back) and is in the tap.
         t0 = rt.live.boundary.stamp(rt.live.clock.now_us()) + 1
+        rt.live.boundary.stamp(t0)
         try:
             await rt.raw_writer.flush()
             symbols = set(s.symbols or ()) | set(engine.states)
