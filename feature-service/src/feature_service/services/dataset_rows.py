@@ -162,7 +162,7 @@ def spill_rows(
 
     try:
         events = stored_events(
-            RawReader(raw_root),
+            RawReader(raw_root, typed=True),
             boundary,
             symbols=[req.symbol],
             start_us=window.start_us,

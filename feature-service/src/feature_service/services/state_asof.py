@@ -25,17 +25,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 from feature_service.adapters.rawstore.layout import (
-    US_PER_DAY,
     Kind,
-    day_name,
-    list_parts,
 )
 from feature_service.adapters.rawstore.reader import RawReader
+from feature_service.adapters.rawstore.seek import last_row_before
 from feature_service.book.checkpoint import BookCheckpoint, restore_book
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
@@ -68,45 +62,6 @@ class WarmReport:
             "events": self.events,
             "elapsed_s": round(self.elapsed_s, 3),
         }
-
-
-def last_row_before(
-    root: Path,
-    kind: Kind,
-    symbol: str,
-    before_us: int,
-    *,
-    not_null: str | None = None,
-    max_days_back: int = 3,
-) -> tuple[int, str, int] | None:
-    """``(receive_ts, raw, part)`` of the last stored row of ``kind`` with receive time
-    < ``before_us`` (and ``not_null`` set), looking back at most ``max_days_back`` days."""
-    columns = ["receive_ts", "arrival_seq", "raw", "part"]
-    if not_null:
-        columns.append(not_null)
-    day = (before_us - 1) // US_PER_DAY
-    for n in range(day, day - max_days_back - 1, -1):
-        best: tuple[int, int, str, int] | None = None
-        for part in list_parts(root, kind, day_name(n), symbol):
-            if part.first_ts is not None and part.first_ts >= before_us:
-                continue
-            table = pq.read_table(part.path, columns=columns)
-            ts = table.column("receive_ts").cast(pa.int64())
-            mask = pc.less(ts, before_us)
-            if not_null:
-                mask = pc.and_(mask, pc.is_valid(table.column(not_null)))
-            table = table.filter(mask)
-            if table.num_rows == 0:
-                continue
-            ts = table.column("receive_ts").cast(pa.int64()).to_pylist()
-            seq = table.column("arrival_seq").to_pylist()
-            i = max(range(len(ts)), key=lambda k: (ts[k], seq[k]))
-            cand = (ts[i], seq[i], table.column("raw")[i].as_py(), table.column("part")[i].as_py())
-            if best is None or cand[:2] > best[:2]:
-                best = cand
-        if best is not None:
-            return best[0], best[2], best[3]
-    return None
 
 
 def _first_row_from(root: Path, kind: Kind, symbol: str, from_us: int, to_us: int):
@@ -156,7 +111,7 @@ def state_as_of(
     wanted = sorted(set(symbols))
     report = WarmReport(t_us, wanted)
     book_start, trade_start, candle_start = lookbacks.starts(t_us)
-    reader = RawReader(root)
+    reader = RawReader(root, typed=True)
     for symbol in wanted:
         checkpoint: BookCheckpoint | None = None
         cp = last_row_before(
@@ -242,7 +197,7 @@ def rebuild_period(
         lookbacks=Lookbacks.for_plan(plan),
     )
     out: list[FeatureVector] = []
-    reader = RawReader(Path(raw_root))
+    reader = RawReader(Path(raw_root), typed=True)
     for event in boundary.replay(reader.iter_keyed_events(None, [symbol], start_us, end_us)):
         out += engine.process(event)
     out += engine.advance_to(end_us - 1)

@@ -45,6 +45,7 @@ from feature_service.adapters.rawstore.layout import (
     list_symbols,
     resolve_kinds,
 )
+from feature_service.adapters.rawstore.typed import TYPED_KINDS, batch_events, typed_columns
 from feature_service.logging import get_logger
 from feature_service.market.errors import MessageRejected
 from feature_service.market.events import MarketEvent
@@ -119,6 +120,7 @@ class _Cursor:
         "_start",
         "batch",
         "dts",
+        "events",
         "file",
         "i",
         "keys",
@@ -128,6 +130,7 @@ class _Cursor:
         "seq",
         "stream",
         "ts",
+        "typed",
     )
 
     def __init__(
@@ -138,8 +141,11 @@ class _Cursor:
         end: int | None,
         *,
         after: tuple[int, int] | None = None,
+        typed: bool = False,
     ) -> None:
         self.file = file
+        # Typed: events come from the typed columns (``typed.py``) where the kind allows it.
+        self.typed = typed and file.kind in TYPED_KINDS
         self.stream = (file.kind, file.symbol)
         self._columns = list(columns) if columns is not None else None
         self._start = start
@@ -154,6 +160,7 @@ class _Cursor:
         self.parts: list[int] = []
         self.dts: list[int] = []
         self.raws: list[str] = []
+        self.events: list[MarketEvent | None] | None = None
         self.i = 0
         self.n = 0
 
@@ -161,6 +168,12 @@ class _Cursor:
         """Open the file; False when it holds no row in range (and it is closed again)."""
         pf = pq.ParquetFile(self.file.path)
         self._file = pf
+        if self.typed:
+            wanted = typed_columns(self.file.kind)
+            if set(wanted) <= set(pf.schema_arrow.names) and self._columns is not None:
+                self._columns = [*self._columns, *wanted]
+            else:
+                self.typed = False  # a file without the typed columns: parse ``raw``
         groups = self._row_groups(pf.metadata)
         if not groups:
             self.close()
@@ -213,9 +226,18 @@ class _Cursor:
             self.dts = pc.coalesce(gateway, exchange, received).to_pylist()
             if self._columns is not None and "raw" in self._columns:
                 self.raws = batch.column("raw").to_pylist()
+            self.events = None  # built on first use, for the whole batch
             return True
         self.close()
         return False
+
+    def typed_event(self) -> MarketEvent | None:
+        """The current row's event from the typed columns (None: parse ``raw``)."""
+        events = self.events
+        if events is None:
+            assert self.batch is not None
+            events = self.events = batch_events(self.file.kind, self.batch, self.raws)
+        return events[self.i]
 
     def advance(self) -> bool:
         self.i += 1
@@ -255,8 +277,10 @@ class _Merge:
         batch_rows: int,
         dedup_window_us: int,
         stats: ReaderStats,
+        typed: bool = False,
     ) -> None:
         self.root = root
+        self.typed = typed
         self.columns = columns
         self.start = start
         self.end = end
@@ -318,7 +342,9 @@ class _Merge:
                         self._list_day(source)
                         continue
                     after = last if source.path in resume else None
-                    cursor = _Cursor(source, self.columns, self.start, self.end, after=after)
+                    cursor = _Cursor(
+                        source, self.columns, self.start, self.end, after=after, typed=self.typed
+                    )
                     try:
                         ok = cursor.open(self.batch_rows)
                     except FileNotFoundError:
@@ -367,8 +393,13 @@ class RawReader:
         batch_rows: int = 8192,
         dedup_window_us: int = DEFAULT_DEDUP_WINDOW_US,
         on_reject: Literal["raise", "skip"] = "raise",
+        typed: bool = False,
     ) -> None:
+        """``typed``: build events from the typed columns where they say everything
+        (``typed.py``; the bulk replays: state as of T, period rebuilds, datasets) instead of
+        parsing ``raw`` again; the events are equal either way."""
         self.root = Path(root)
+        self.typed = typed
         self.batch_rows = batch_rows
         self.dedup_window_us = dedup_window_us
         self.on_reject = on_reject
@@ -402,8 +433,13 @@ class RawReader:
         cached_raw: str | None = None
         cached_ts = 0
         cached: list[MarketEvent] = []
-        for cursor in self._merge(wanted, symbols, start_us, end_us):
+        for cursor in self._merge(wanted, symbols, start_us, end_us, typed=self.typed):
             i = cursor.i
+            if cursor.typed:
+                typed = cursor.typed_event()
+                if typed is not None:
+                    yield cursor.keys[i], typed
+                    continue
             raw, ts, part = cursor.raws[i], cursor.ts[i], cursor.parts[i]
             try:
                 # The events of a multi-event body are consecutive rows: parse the body once.
@@ -458,6 +494,8 @@ class RawReader:
         symbols: Iterable[str] | None,
         start_us: int | None,
         end_us: int | None,
+        *,
+        typed: bool = False,
     ) -> _Merge:
         wanted: frozenset[str] | None = None
         if isinstance(symbols, str):
@@ -484,6 +522,7 @@ class RawReader:
             batch_rows=self.batch_rows,
             dedup_window_us=self.dedup_window_us,
             stats=self.stats,
+            typed=typed,
         )
 
     # -- what exists ---------------------------------------------------------------------------
