@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from feature_service.adapters.rawstore.layout import Kind
 from feature_service.adapters.rawstore.reader import RawReader
 from feature_service.adapters.rawstore.writer import RawWriterSync
+from feature_service.datasets.request import Period
 from feature_service.engine.core import FeatureEngine
 from feature_service.engine.vector import FeatureVector
-from feature_service.market.events import BookDelta, Kline, MarketEvent
+from feature_service.features.catalog import BUNDLED_PLAN
+from feature_service.market.events import BookDelta, Kline, MarketEvent, Trade
 from feature_service.market.recording import iter_recording
 from feature_service.sample.generator import generate
+from feature_service.services.dataset_rows import REFERENCE_PRICE, Progress, RowGauge, spill_rows
 from feature_service.services.importer import import_recording
 from feature_service.services.state_asof import rebuild_period, state_as_of
 
@@ -127,3 +132,44 @@ def test_state_as_of_reports_where_the_book_came_from(stream, plain_store, impor
     assert first.features["macd_signal"] is not None
     assert sum(1 for e in stream[1] if isinstance(e, Kline) and e.confirmed) > 1562
     assert list(RawReader(imported_store).iter_records([Kind.ORDERBOOK_CHECKPOINTS], [SYMBOL]))
+
+
+def _rows(root: Path, window: Period, keep: Period, path: Path) -> pd.DataFrame:
+    """What a dataset build computes for ``window`` (its spilled rows), by close time in µs."""
+    req = SimpleNamespace(symbol=SYMBOL, interval_s=60)
+    spilled = spill_rows(
+        req, root, window, keep, Progress(window, None), BUNDLED_PLAN, path,  # type: ignore[arg-type]
+        batch_rows=1000, gauge=RowGauge(),
+    )  # fmt: skip
+    frame = pd.read_parquet(spilled.path)
+    us = frame["timestamp"].dt.as_unit("us").astype("int64")
+    return frame.drop(columns=["timestamp"]).set_index(pd.Index(us, name="t_us"))
+
+
+@pytest.mark.timeout(900)
+def test_dataset_rows_of_a_period_equal_the_whole_stream_rows_with_reference_price(
+    stream, imported_store, tmp_path
+) -> None:
+    """``spill_rows`` (what a dataset build runs) of [A, B) gives the rows [A, B) of the
+    whole-stream build, ``reference_price`` included: it is seeded from before A (the last trade
+    price), not left to the first trade inside the period."""
+    events = stream[1]
+    d0, d1 = _dense_span(events)
+    start, end = events[0].receive_ts, events[-1].receive_ts + 1
+    whole = _rows(imported_store, Period(start, end), Period(start, end), tmp_path / "w.parquet")
+    first_minute = (d0 // (60 * S) + 2) * 60 * S
+    checked = 0
+    for a in range(first_minute, d1 - 3 * 60 * S, 3 * 60 * S):
+        b = a + 3 * 60 * S
+        period = Period(a, b)
+        rows = _rows(imported_store, period, Period(a, b - 1), tmp_path / f"{a}.parquet")
+        expected = whole.loc[(whole.index >= a) & (whole.index < b)]
+        assert list(rows.index) == list(expected.index) and len(rows) == 3
+        # The row at A: no trade inside the period yet, the price is the one from before A.
+        last_trade = [e.price for e in events if isinstance(e, Trade) and e.receive_ts < a][-1]
+        first_price = rows[REFERENCE_PRICE].iloc[0]
+        assert not pd.isna(first_price) and first_price == last_trade, (a, first_price)
+        features = [c for c in rows.columns if c not in ("data_age_ms", "depth_age_ms")]
+        pd.testing.assert_frame_equal(rows[features], expected[features])
+        checked += 1
+    assert checked >= 2

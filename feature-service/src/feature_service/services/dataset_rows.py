@@ -118,7 +118,7 @@ def spill_rows(
     # State as of the window's start from the stored history before it (the last checkpoint or
     # snapshot, the candle lookback, ...): rows equal what live published, whatever the period.
     boundary = IngestBoundary()
-    engine, _ = state_as_of(
+    engine, seeded = state_as_of(
         raw_root,
         [req.symbol],
         window.start_us,
@@ -131,8 +131,10 @@ def spill_rows(
     nullable: set[str] = set()
     pending: list[FeatureVector] = []
     prices: list[float | None] = []
-    last_trade: float | None = None
-    last_close: float | None = None
+    # Seeded from before the window, so a period's first rows carry the price the whole
+    # stream's rebuild (and live) had there.
+    last_trade: float | None = seeded.last_trade_price.get(req.symbol)
+    last_close: float | None = seeded.last_candle_close.get(req.symbol)
     writer = pq.ParquetWriter(path, schema, compression="lz4")
 
     def take(vectors: list[FeatureVector]) -> None:

@@ -38,7 +38,7 @@ from feature_service.features.catalog import BUNDLED_PLAN
 from feature_service.features.library import FeaturePlan
 from feature_service.ingest import IngestBoundary
 from feature_service.logging import get_logger
-from feature_service.market.events import US_PER_S, MarketEvent
+from feature_service.market.events import US_PER_S, Kline, MarketEvent, Trade
 from feature_service.market.parsing import parse_message
 
 log = get_logger(__name__)
@@ -53,6 +53,10 @@ class WarmReport:
     book_from: dict[str, str] = field(default_factory=dict)  # symbol -> checkpoint|snapshot|none
     events: int = 0
     elapsed_s: float = 0.0
+    # What a dataset's ``reference_price`` holds at T (dataset_builder.compute_rows): the last
+    # trade price, and the last confirmed candle close, received before T.
+    last_trade_price: dict[str, float] = field(default_factory=dict)
+    last_candle_close: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -61,6 +65,8 @@ class WarmReport:
             "book_from": self.book_from,
             "events": self.events,
             "elapsed_s": round(self.elapsed_s, 3),
+            "last_trade_price": self.last_trade_price,
+            "last_candle_close": self.last_candle_close,
         }
 
 
@@ -84,6 +90,14 @@ def _seed_events(root: Path, symbol: str, before_us: int) -> list[MarketEvent]:
             found.append(row)
     found.sort(key=lambda r: r[0])
     return [parse_message(raw, receive_ts=ts)[part] for ts, raw, part in found]
+
+
+def _last_trade_price(root: Path, symbol: str, before_us: int, days: int) -> float | None:
+    row = last_row_before(root, Kind.TRADES, symbol, before_us, max_days_back=days)
+    if row is None:
+        return None
+    ts, raw, part = row
+    return parse_message(raw, receive_ts=ts)[part].price  # type: ignore[union-attr]
 
 
 def _merged(streams: list[Iterator[MarketEvent]]) -> Iterator[MarketEvent]:
@@ -153,15 +167,29 @@ def state_as_of(
         # The checkpoint joins at the whole second it was taken in, before any event of that
         # second: the grid then records that second's mid as live did (see BookCheckpoint).
         restore_at = None if checkpoint is None else book_from - book_from % US_PER_S
+        last_trade: float | None = None
+        last_close: float | None = None
         for event in _merged(streams):
             if restore_at is not None and event.receive_ts >= restore_at:
                 _restore(engine, checkpoint, restore_at)  # type: ignore[arg-type]
                 restore_at = None
             warm.feed(event)
             report.events += 1
+            kind = type(event)
+            if kind is Trade:
+                last_trade = event.price  # type: ignore[union-attr]
+            elif kind is Kline and event.confirmed:  # type: ignore[union-attr]
+                last_close = event.close  # type: ignore[union-attr]
         if restore_at is not None:
             _restore(engine, checkpoint, restore_at)  # type: ignore[arg-type]
         warm.finish()
+        if last_trade is None:
+            # No trade in the trade window: the last one before it, however old (3 days).
+            last_trade = _last_trade_price(root, symbol, trade_start, max_days_back)
+        if last_trade is not None:
+            report.last_trade_price[symbol] = last_trade
+        if last_close is not None:
+            report.last_candle_close[symbol] = last_close
     report.elapsed_s = time.perf_counter() - started
     log.info("state_as_of", **report.as_dict())
     return engine, report
