@@ -7,6 +7,7 @@ directory listings and no request.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from feature_service.services.backfill_jobs import BackfillJobs
 
 log = get_logger(__name__)
 WARM_START_KLINES_US = 25 * 3_600 * 1_000_000  # the candle features' longest warm-up
+WARM_START_BACKFILL_TIMEOUT_S = 120.0  # 25 h of 1 m klines is two requests; never block start
 
 
 def _date(us: int) -> dt.date:
@@ -87,6 +89,42 @@ async def ensure_warm_start_klines(
     return await backfill_range(
         jobs, symbol, now_us - WARM_START_KLINES_US, now_us, trigger="warm_start"
     )
+
+
+async def warm_start_backfill(
+    jobs: BackfillJobs | None,
+    raw_root: Any,
+    symbols: list[str],
+    now_us: int,
+    *,
+    timeout_s: float = WARM_START_BACKFILL_TIMEOUT_S,
+) -> dict[str, str]:
+    """The runtime's warm start with ``FEATURE_SERVICE_BACKFILL_AUTO`` (``jobs`` None when it is
+    off): ``ensure_warm_start_klines`` for every symbol, before the state is restored, so candle
+    features are complete after a restart even when the store lacks the candles. A failure is
+    logged and the warm start goes on with what is stored; so does one that waits longer than
+    ``timeout_s`` (the worker may be busy with a long resumed job; this one then finishes in
+    the background). ``{symbol: job status}`` of the symbols that needed a backfill."""
+    if jobs is None or jobs.unavailable:
+        return {}
+    done: dict[str, str] = {}
+    for symbol in symbols:
+        try:
+            job = await asyncio.wait_for(
+                ensure_warm_start_klines(jobs, raw_root, symbol, now_us), timeout_s
+            )
+        except TimeoutError:
+            log.error("warm_start_backfill_timeout", symbol=symbol, timeout_s=timeout_s)
+            done[symbol] = "timeout"
+            continue
+        except Exception as exc:
+            log.error("warm_start_backfill_failed", symbol=symbol, error=repr(exc))
+            done[symbol] = f"failed: {type(exc).__name__}"
+            continue
+        if job is not None:
+            done[symbol] = job.status
+            log.info("warm_start_backfilled", symbol=symbol, job_id=str(job.id), status=job.status)
+    return done
 
 
 async def backfill_before_build(

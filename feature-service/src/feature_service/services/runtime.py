@@ -192,6 +192,9 @@ class Runtime:
         await self.raw_writer.start()
         if self.embedded and s.replay_enabled:
             await self._start_replay()
+        if self.backfill is not None:
+            # Before the warm start: with backfill_auto it waits for missing klines (issue 10).
+            await self.backfill.start()
         # Live state starts now (empty, or warm from the raw store as of this moment): an
         # offline replay reproducing it starts here too, with the same state_as_of.
         self.archive.session_start_us = await self._warm_start()
@@ -205,8 +208,6 @@ class Runtime:
             self._consumers.append(await self.bus.consume(spec, self._on_execution))
         self._start_quality()
         self.live.start()
-        if self.backfill is not None:
-            await self.backfill.start()
         await self.datasets.start()
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="raw-retention"))
         self._tasks.append(asyncio.create_task(self.usage.run(self.store), name="registry-usage"))
@@ -410,8 +411,13 @@ class Runtime:
             # earlier demo run is not this run's past.
             return t0
         from feature_service.engine.warmup import Lookbacks
+        from feature_service.services.backfill_auto import warm_start_backfill
         from feature_service.services.state_asof import state_as_of
 
+        jobs = self.backfill if s.backfill_auto else None
+        backfilled = await warm_start_backfill(jobs, s.raw_dir, s.symbols, t0)
+        if backfilled:
+            t0 = self.live.clock.now_us()  # the state is as of after the backfill
         _, report = await asyncio.to_thread(
             state_as_of,
             s.raw_dir,
@@ -421,7 +427,7 @@ class Runtime:
             boundary=self.live.boundary,
             lookbacks=Lookbacks.for_plan(self.engine.plan),
         )
-        self.warm_report = report.as_dict()
+        self.warm_report = {**report.as_dict(), "backfill": backfilled}
         log.info("warm_start_done", **self.warm_report)
         return t0
 
