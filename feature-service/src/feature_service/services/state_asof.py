@@ -20,6 +20,7 @@ Everything goes through the ingest boundary, so duplicates are dropped exactly a
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ from feature_service.market.parsing import parse_message
 log = get_logger(__name__)
 
 BOOK_KINDS = (Kind.ORDERBOOK_SNAPSHOTS, Kind.ORDERBOOK_DELTAS)
+# A snapshot of the REST depth source (``"feed": "rest"`` in its body; the parser refuses any
+# other feed): stored next to the stream's snapshots, but never the stream book's start.
+REST_FEED_RE = re.compile(r'"feed"\s*:')
 
 
 @dataclass(slots=True)
@@ -72,7 +76,8 @@ class WarmReport:
 
 def _first_row_from(root: Path, kind: Kind, symbol: str, from_us: int, to_us: int):
     for row in RawReader(root).iter_rows([kind], [symbol], from_us, to_us):
-        return row["receive_ts"], row["raw"], row["part"]
+        if not REST_FEED_RE.search(row["raw"]):
+            return row["receive_ts"], row["raw"], row["part"]
     return None
 
 
@@ -88,6 +93,13 @@ def _seed_events(root: Path, symbol: str, before_us: int) -> list[MarketEvent]:
         row = last_row_before(root, kind, symbol, before_us, not_null=column, max_days_back=7)
         if row is not None and row not in found:
             found.append(row)
+    # The REST depth book (depth_source=rest) is its latest REST snapshot, however old: live
+    # keeps it (stale after 10 s, ``features/depth.py``) until the next poll.
+    row = last_row_before(
+        root, Kind.ORDERBOOK_SNAPSHOTS, symbol, before_us, raw=(REST_FEED_RE.pattern, True)
+    )
+    if row is not None:
+        found.append(row)
     found.sort(key=lambda r: r[0])
     return [parse_message(raw, receive_ts=ts)[part] for ts, raw, part in found]
 
@@ -132,7 +144,12 @@ def state_as_of(
             root, Kind.ORDERBOOK_CHECKPOINTS, symbol, book_start + 1, max_days_back=max_days_back
         )
         snap = last_row_before(
-            root, Kind.ORDERBOOK_SNAPSHOTS, symbol, book_start + 1, max_days_back=max_days_back
+            root,
+            Kind.ORDERBOOK_SNAPSHOTS,
+            symbol,
+            book_start + 1,
+            raw=(REST_FEED_RE.pattern, False),
+            max_days_back=max_days_back,
         )
         if cp is None and snap is None:
             # Nothing before: the first checkpoint or snapshot after (the book is unknown until

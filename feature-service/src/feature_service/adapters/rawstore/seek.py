@@ -17,20 +17,28 @@ from feature_service.adapters.rawstore.reader import receive_ts_bounds
 
 Found = tuple[int, str, int]
 """``(receive_ts, raw, part)`` of a stored row."""
+RawFilter = tuple[str, bool]
+"""``(regex, wanted)``: only rows whose ``raw`` matches (``wanted``) or does not match it."""
 
 
 def _best_in_file(
-    path: object, before_us: int, not_null: str | None
+    path: object, before_us: int, not_null: str | None, raw: RawFilter | None
 ) -> tuple[int, int, int, int] | None:
     """``(receive_ts, arrival_seq, part, row)`` of the file's last row before ``before_us``."""
     columns = ["receive_ts", "arrival_seq", "part"]
     if not_null:
         columns.append(not_null)
+    if raw is not None:
+        columns.append("raw")
     table = pq.read_table(path, columns=columns)
     ts = table.column("receive_ts").cast(pa.int64())
     mask = pc.less(ts, before_us)
     if not_null:
         mask = pc.and_(mask, pc.is_valid(table.column(not_null)))
+    if raw is not None:
+        pattern, wanted = raw
+        matches = pc.match_substring_regex(table.column("raw"), pattern)
+        mask = pc.and_(mask, matches if wanted else pc.invert(matches))
     rows = pc.indices_nonzero(mask).to_pylist()
     if not rows:
         return None
@@ -62,10 +70,12 @@ def last_row_before(
     before_us: int,
     *,
     not_null: str | None = None,
+    raw: RawFilter | None = None,
     max_days_back: int = 3,
 ) -> Found | None:
     """``(receive_ts, raw, part)`` of the last stored row of ``kind`` with receive time
-    < ``before_us`` (and ``not_null`` set), looking back at most ``max_days_back`` days."""
+    < ``before_us`` (and ``not_null`` set, and ``raw`` passing the filter), looking back at
+    most ``max_days_back`` days. The filter reads ``raw``: for kinds of small files only."""
     day = (before_us - 1) // US_PER_DAY
     for n in range(day, day - max_days_back - 1, -1):
         best: tuple[int, int, int, int] | None = None
@@ -79,7 +89,7 @@ def last_row_before(
                 bounds = receive_ts_bounds(p.path)
                 if bounds is None or bounds[1] < best[0]:
                     continue
-            found = _best_in_file(p.path, before_us, not_null)
+            found = _best_in_file(p.path, before_us, not_null, raw)
             if found is not None and (best is None or found[:2] > best[:2]):
                 best, best_path = found, p.path
         if best is not None:
