@@ -57,7 +57,7 @@ class WarmReport:
     book_from: dict[str, str] = field(default_factory=dict)  # symbol -> checkpoint|snapshot|none
     events: int = 0
     elapsed_s: float = 0.0
-    # What a dataset's ``reference_price`` holds at T (dataset_builder.compute_rows): the last
+    # What a dataset's ``reference_price`` holds at T (dataset_rows.spill_rows): the last
     # trade price, and the last confirmed candle close, received before T.
     last_trade_price: dict[str, float] = field(default_factory=dict)
     last_candle_close: dict[str, float] = field(default_factory=dict)
