@@ -106,10 +106,13 @@ class QualityMonitor(IncidentChecks):
             st = self._stream(sym, event)
         if not sym.minute_us <= rx < sym.window_end:
             self._boundary(sym, symbol, rx)
-        if not st.m_rx:
+        d = rx - ex
+        m = st.m_d
+        if not m:
+            st.m_first = rx
             sym.m_streams.append(st)
-        st.m_rx.append(rx)
-        st.m_ex.append(ex)
+        m.append(d)
+        st.m_last = rx
         # Timing: silence and cadence, time going backwards, clock skew.
         gap = rx - st.last_rx
         if 0 <= gap <= st.quick_limit_us:
@@ -124,7 +127,6 @@ class QualityMonitor(IncidentChecks):
             st.last_ex = ex
         elif ex < st.last_ex:
             self._ex_backwards(st, symbol, rx, ex)
-        d = rx - ex
         limit = self._skew_us
         if -limit < d < limit:
             if st.skew is not None:

@@ -1,9 +1,9 @@
 """What the quality monitor remembers per symbol and per stream, laid out for its hot path.
 
 The monitor sees every consumed event, so what it does per event is a handful of attribute
-updates on these objects: a stream keeps the open minute's receive / exchange times (turned
-into a ``MinuteSummary`` only when the minute ends), and the book's best prices are copied, not
-recomputed, so the 1 s mid sample needs no book query.
+updates on these objects: a stream keeps the open minute's receive - exchange differences
+(turned into a ``MinuteSummary`` only when the minute ends), and the book's best prices are
+copied, not recomputed, so the 1 s mid sample needs no book query.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class StreamTrack:
         "last_ex",
         "last_rx",
         "learned",
-        "m_ex",
-        "m_rx",
+        "m_d",
+        "m_first",
+        "m_last",
         "mean_gap_us",
         "name",
         "quick_limit_us",
@@ -62,10 +63,11 @@ class StreamTrack:
         self.gaps = 0
         self.skew: Incident | None = None
         self.skew_last_rx = 0
-        # Receive and exchange times of the open minute's messages, in arrival order: the
-        # minute's counts and skew histogram are computed from them when it ends.
-        self.m_rx: list[int] = []
-        self.m_ex: list[int] = []
+        # The open minute: receive - exchange time of each message, in arrival order (its
+        # count and skew histogram are computed from them when it ends), first / last receive.
+        self.m_d: list[int] = []
+        self.m_first = 0
+        self.m_last = 0
 
     def silence_limit_us(self, config: QualityConfig) -> int | None:
         if self.fixed_limit_us is not None:
@@ -136,19 +138,17 @@ class SymbolTrack:
             symbol, self.minute_us, anomalies=self.m_anomalies, confirmed_klines=self.m_klines
         )
         for st in self.m_streams:
-            name, rxs = st.name, st.m_rx
-            summary.messages[name] = len(rxs)
-            summary.first_rx[name] = rxs[0]
-            summary.last_rx[name] = rxs[-1]
-            # |receive - exchange| in ms as MinuteSummary.count computes it per message (int
-            # difference, then a float division: numpy rounds both the same way).
-            skew = np.abs(
-                (np.array(rxs, dtype=np.int64) - np.array(st.m_ex, dtype=np.int64)) / 1000.0
-            )
+            name, diffs = st.name, st.m_d
+            summary.messages[name] = len(diffs)
+            summary.first_rx[name] = st.m_first
+            summary.last_rx[name] = st.m_last
+            # |receive - exchange| in ms as MinuteSummary.count computes it per message (an int
+            # difference, then a float division: numpy rounds it the same way).
+            skew = np.abs(np.array(diffs, dtype=np.int64) / 1000.0)
             buckets = np.searchsorted(_BOUNDS, skew, side="left")
             summary.skew_hist[name] = np.bincount(buckets, minlength=HIST_SIZE).tolist()
             summary.skew_max_ms[name] = float(skew.max())
-            st.m_rx, st.m_ex = [], []
+            st.m_d = []
         self.m_streams = []
         self.minute_us = NEVER
         self.window_end = NEVER
