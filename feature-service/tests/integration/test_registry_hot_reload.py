@@ -28,6 +28,7 @@ from feature_service.features.state import SymbolState
 from feature_service.market.events import Kline, MarketEvent, event_type_of
 from feature_service.market.recording import event_to_envelope
 from feature_service.services.identity import validate_identity
+from feature_service.services.plan_warmup import warm_in_thread
 from feature_service.services.runtime import Runtime
 from feature_service.services.state_asof import rebuild_period
 from tests.fixtures.broker import Broker
@@ -120,8 +121,10 @@ async def test_activation_while_messages_flow_switches_at_one_boundary(
             )
             await asyncio.sleep(1.5)
 
-            # A version whose first computation fails is rolled back by itself.
+            # A version whose first computation fails is rolled back by itself. The family
+            # exists in this process only: warmed here, not in the worker process.
             monkeypatch.setitem(library.FAMILIES, "explode_test", _Exploding)
+            runtime.hot_reload.warm_runner = warm_in_thread
             bad = {
                 "version": "3.0.0",
                 "features": [{"name": n} for n in [*NEW_NAMES, "explode_test"]],
@@ -201,8 +204,9 @@ async def test_an_activation_failing_for_one_symbol_switches_no_symbol(
     sample_events: list[MarketEvent],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two symbols; computing the new version fails for ETHUSDT only (injected). The warm-up
-    finds it before anything switches: 409 naming the symbol, both symbols stay on 1.1.0."""
+    """Two symbols; computing the new version fails for ETHUSDT only (injected in this
+    process: the warm-up in the worker goes through, the switch's first computation fails).
+    409 naming the symbol, both symbols stay on 1.1.0."""
     btc = _events(sample_events, dense_seconds=20)
     events: list[MarketEvent] = []
     for e in btc:

@@ -18,7 +18,12 @@ from feature_service.features.catalog import FEATURE_NAMES
 from feature_service.features.library import FeaturePlan
 from feature_service.features.state import SymbolState
 from feature_service.market.events import Kline, MarketEvent
-from feature_service.services.plan_warmup import WarmupFailed, catch_up, warm_plan_engine
+from feature_service.services.plan_warmup import (
+    WarmupFailed,
+    catch_up,
+    warm_in_worker,
+    warm_plan_engine,
+)
 from feature_service.services.state_asof import rebuild_period
 
 S = 1_000_000
@@ -224,3 +229,20 @@ def test_lookbacks_come_from_the_plan() -> None:
     assert Lookbacks.for_plan(bundled) == Lookbacks.default()
     longer = Lookbacks.for_plan(FeaturePlan.from_names([*FEATURE_NAMES, "vwap_5m"]))
     assert longer.trades_us == 300 * S and longer.book_us == Lookbacks.default().book_us
+
+
+async def test_a_warm_up_in_the_worker_process_equals_one_made_here(store: Path) -> None:
+    """Hot reload warms in a spawned process and gets the states back pickled: they compute
+    exactly what states warmed in this process do."""
+    plan = FeaturePlan.from_names(NEW, "2.0.0")
+    events = _stored(store)
+    t0 = events[_split(events, 170) - 1].receive_ts + 1
+    here = warm_plan_engine(store, [SYM], t0, plan, "2.0.0", intervals_s=INTERVALS)
+    there = await warm_in_worker(store, [SYM], t0, plan, "2.0.0", intervals_s=INTERVALS)
+    after = [e for e in events if e.receive_ts >= t0][:3000]
+    a = [v for e in after for v in here.process(e)]
+    b = [v for e in after for v in there.process(e)]
+    assert a and [(v.timestamp, v.interval_s, v.features) for v in a] == [
+        (v.timestamp, v.interval_s, v.features) for v in b
+    ]
+    assert {v.registry_version for v in b} == {"2.0.0"}

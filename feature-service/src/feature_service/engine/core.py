@@ -142,6 +142,21 @@ class FeatureEngine:
         """Give up a pending switch: every symbol stays on the previous version."""
         self._finish_switch(reason)
 
+    def export_states(self) -> tuple[dict[str, SymbolState], dict[str, int], dict[str, int]]:
+        """What another engine needs to go on with these symbols (picklable: a warm-up made in
+        a worker process, ``adopt_states`` there)."""
+        return self.states, self._next_close, self._last_ts
+
+    def adopt_states(
+        self, states: dict[str, SymbolState], next_close: dict[str, int], last_ts: dict[str, int]
+    ) -> None:
+        for symbol, state in states.items():
+            self.states[symbol] = state
+            self.versions[symbol] = self.registry_version
+            self._next_close[symbol] = next_close[symbol]
+            if symbol in last_ts:
+                self._last_ts[symbol] = last_ts[symbol]
+
     def advance_symbol_to(self, symbol: str, t: int) -> list[FeatureVector]:
         """``advance_to`` for one symbol."""
         out: list[FeatureVector] = []

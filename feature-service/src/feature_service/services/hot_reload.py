@@ -22,7 +22,7 @@ from feature_service.engine.core import FeatureEngine
 from feature_service.features.library import FeaturePlan
 from feature_service.logging import get_logger
 from feature_service.registry.loader import Registry
-from feature_service.services.plan_warmup import WarmupFailed, catch_up, warm_plan_engine
+from feature_service.services.plan_warmup import WarmupFailed, catch_up, warm_in_worker
 
 if TYPE_CHECKING:
     from feature_service.services.runtime import Runtime
@@ -39,6 +39,7 @@ class HotReload:
         # The same condition as the identity check's warm start (cli validate-identity).
         self.warm_from_store = s.raw_store_enabled and s.warm_start and not runtime.embedded
         self._lock = asyncio.Lock()
+        self.warm_runner = warm_in_worker  # plan_warmup.warm_in_thread: the test seam
 
     def load(self, registry: Registry) -> None:
         """Use ``registry`` from the start (before any state exists)."""
@@ -73,8 +74,7 @@ class HotReload:
         try:
             await rt.raw_writer.flush()
             symbols = set(s.symbols or ()) | set(engine.states)
-            warm = await asyncio.to_thread(
-                warm_plan_engine,
+            warm = await self.warm_runner(
                 s.raw_dir,
                 symbols,
                 t0,
