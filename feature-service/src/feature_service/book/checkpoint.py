@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sortedcontainers import SortedList
 
 from feature_service.book.orderbook import BookStatus, OrderBook
 from feature_service.market.events import Level
@@ -45,6 +46,9 @@ class BookCheckpoint:
     # it: the book before the first event of that second), so a replay starting here records
     # that second as the live grid did, not with the book after the checkpoint's event.
     boundary_mid: float | None = None
+    # The levels a far-ahead u moved aside (``OrderBook._keep_shadow``), with their u, seq and
+    # the run of deltas applied to them: the old sequence may still resume after the checkpoint.
+    shadow: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {"format": FORMAT_VERSION}
@@ -59,6 +63,10 @@ class BookCheckpoint:
             raise ValueError("unknown book checkpoint format")
         doc["bids"] = [(float(p), float(s)) for p, s in doc["bids"]]
         doc["asks"] = [(float(p), float(s)) for p, s in doc["asks"]]
+        shadow = doc.get("shadow")
+        if shadow is not None:
+            shadow["bids"] = [(float(p), float(s)) for p, s in shadow["bids"]]
+            shadow["asks"] = [(float(p), float(s)) for p, s in shadow["asks"]]
         return cls(**doc)
 
 
@@ -94,7 +102,21 @@ def take_checkpoint(
         topic=topic,
         depth=depth,
         boundary_mid=boundary_mid,
+        shadow=_shadow_of(book),
     )
+
+
+def _shadow_of(book: OrderBook) -> dict[str, Any] | None:
+    if book._shadow is None:
+        return None
+    bid_sizes, bid_prices, ask_sizes, ask_prices, update_id, seq = book._shadow
+    return {
+        "bids": [(p, bid_sizes[p]) for p in reversed(bid_prices)],
+        "asks": [(p, ask_sizes[p]) for p in ask_prices],
+        "update_id": update_id,
+        "seq": seq,
+        "run": book._shadow_run,
+    }
 
 
 def restore_book(
@@ -133,4 +155,20 @@ def restore_book(
     book._ask_prices.update(book._ask_sizes)
     book._change_ts = list(checkpoint.changes)
     book._change_head = 0
+    shadow = checkpoint.shadow
+    if shadow is None:
+        book._shadow = None
+        book._shadow_run = 0
+    else:
+        bid_sizes = dict(shadow["bids"])
+        ask_sizes = dict(shadow["asks"])
+        book._shadow = (
+            bid_sizes,
+            SortedList(bid_sizes),
+            ask_sizes,
+            SortedList(ask_sizes),
+            shadow["update_id"],
+            shadow["seq"],
+        )
+        book._shadow_run = shadow["run"]
     return book
