@@ -207,6 +207,15 @@ class BusStats:
     overflow_dropped: int = 0
     expired: int = 0
 
+    def settled(self, *, ack: bool, requeue: bool) -> None:
+        """Count one settlement that reached the broker (or the in-process queue)."""
+        if ack:
+            self.acked += 1
+        else:
+            self.nacked += 1
+            if requeue:
+                self.requeued += 1
+
     def snapshot(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -252,13 +252,9 @@ class _MemoryConsumer(WorkerConsumer):
             _log.info("bus.stale_settlement", queue=self._queue.name, tag=delivery.delivery_tag)
             return
         del unacked[delivery.delivery_tag]
-        if ack:
-            stats.acked += 1
-        else:
-            stats.nacked += 1
-            if requeue:
-                stats.requeued += 1
-                self._queue.requeue(delivery.redelivery())
+        stats.settled(ack=ack, requeue=requeue)
+        if not ack and requeue:
+            self._queue.requeue(delivery.redelivery())
         capacity = self._capacity
         if capacity is not None and not capacity.done() and len(unacked) < self._prefetch:
             capacity.set_result(None)

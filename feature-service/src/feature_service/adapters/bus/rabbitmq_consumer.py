@@ -98,12 +98,7 @@ class RabbitDelivery(Delivery):
             stats.stale_settlements += 1
             _log.info("bus.stale_settlement", queue=self.queue, tag=self.delivery_tag, error=exc)
             return
-        if ack:
-            stats.acked += 1
-        else:
-            stats.nacked += 1
-            if requeue:
-                stats.requeued += 1
+        stats.settled(ack=ack, requeue=requeue)
 
 
 class RabbitConsumer(WorkerConsumer):
